@@ -1,0 +1,305 @@
+"""Agent definition documents: Markdown with YAML frontmatter, parsed leniently, validated strictly.
+
+The raw bytes are the source of truth and are never rewritten; the structured view
+(`frontmatter`, `name`, `tools`, ...) is derived from them. Frontmatter that strict YAML
+rejects (typically a one-line `description:` holding `Examples: <example>Context: ...`,
+which Claude Code accepts) is read as top-level `key: value` lines with a warning.
+"""
+
+import datetime as dt
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from django.conf import settings
+
+from agents_app.exceptions import DocumentInvalid, DocumentProblem
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+LENIENT_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)[ \t]*:(?:[ \t]+(.*)|[ \t]*)$")
+MAX_YAML_DEPTH = 20
+FIRST_FRONTMATTER_LINE = 2  # line 1 of the file is the opening '---'
+
+try:  # the C loader is several times faster; both refuse the same documents
+    SafeLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    SafeLoader = yaml.SafeLoader
+
+
+@dataclass(frozen=True)
+class AgentDocument:
+    """A parsed, valid agent definition."""
+
+    content: str
+    frontmatter: dict[str, Any]
+    body: str
+    name: str
+    description: str
+    tools: list[str] | None
+    model: str | None
+    color: str | None
+    warnings: list[str] = field(default_factory=list)
+    key_lines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def raw(self) -> bytes:
+        return self.content.encode("utf-8")
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+
+def _line_of(raw: bytes, offset: int) -> int:
+    return raw.count(b"\n", 0, offset) + 1
+
+
+def _jsonable(value: Any) -> Any:
+    """YAML values as plain JSON (dates as ISO text, non-finite floats as text, keys as text)."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def _split(text: str) -> tuple[str, str, int]:
+    """(frontmatter text, body, line number of the closing '---') or DocumentInvalid."""
+    lines = text.split("\n")
+    if lines[0].lstrip("\ufeff").rstrip() != "---":
+        raise DocumentInvalid([DocumentProblem("content", "no frontmatter: the first line must be '---'", 1)])
+    for index in range(1, len(lines)):
+        if lines[index].rstrip() == "---":
+            frontmatter = "\n".join(lines[1:index])
+            body = "\n".join(lines[index + 1 :])
+            return frontmatter, body, index + 1
+    raise DocumentInvalid(
+        [DocumentProblem("content", "the frontmatter opened on line 1 is never closed by a '---' line", 1)]
+    )
+
+
+def _check_yaml_events(frontmatter: str) -> None:
+    """Refuse aliases (billion-laughs expansion) and absurd nesting before building anything."""
+    depth = 0
+    for event in yaml.parse(frontmatter, Loader=SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise DocumentInvalid(
+                [
+                    DocumentProblem(
+                        "frontmatter",
+                        f"YAML aliases (*{event.anchor}) are not allowed",
+                        event.start_mark.line + FIRST_FRONTMATTER_LINE,
+                    )
+                ]
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise DocumentInvalid(
+                    [
+                        DocumentProblem(
+                            "frontmatter",
+                            f"nested deeper than {MAX_YAML_DEPTH} levels",
+                            event.start_mark.line + FIRST_FRONTMATTER_LINE,
+                        )
+                    ]
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _strict(frontmatter: str) -> tuple[dict[str, Any], dict[str, int], list[str]]:
+    """Parse with safe YAML; raises yaml.YAMLError when it is not valid YAML."""
+    _check_yaml_events(frontmatter)
+    loader = SafeLoader(frontmatter)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}, {}, []
+        if not isinstance(node, yaml.MappingNode):
+            raise DocumentInvalid(
+                [
+                    DocumentProblem(
+                        "frontmatter", "must be a mapping of 'key: value' lines", FIRST_FRONTMATTER_LINE
+                    )
+                ]
+            )
+        key_lines: dict[str, int] = {}
+        warnings = []
+        for key_node, _ in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + FIRST_FRONTMATTER_LINE
+            if key in key_lines:
+                warnings.append(
+                    f"key {key!r} appears on lines {key_lines[key]} and {line}; the last one counts"
+                )
+            key_lines[key] = line
+        data = loader.construct_document(node)
+    finally:
+        loader.dispose()
+    return data, key_lines, warnings
+
+
+def _lenient_value(text: str) -> Any:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = yaml.load(text, Loader=SafeLoader)  # noqa: S506 - SafeLoader (C or Python)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, str | int | float | bool | list) else text
+
+
+def _lenient(frontmatter: str, problem: str) -> tuple[dict[str, Any], dict[str, int], list[str]]:
+    """Read top-level `key: value` lines and indented continuations, as Claude Code does."""
+    data: dict[str, Any] = {}
+    key_lines: dict[str, int] = {}
+    raw_values: dict[str, list[str]] = {}
+    current: str | None = None
+    for offset, line in enumerate(frontmatter.split("\n")):
+        number = offset + FIRST_FRONTMATTER_LINE
+        stripped = line.strip()
+        if not stripped or (stripped.startswith("#") and (current is None or line[:1] not in " \t")):
+            continue
+        if line[:1] in " \t" and current is not None:
+            raw_values[current].append(stripped)
+            continue
+        match = LENIENT_KEY.match(line.rstrip("\r"))
+        if match is None:
+            raise DocumentInvalid(
+                [
+                    DocumentProblem(
+                        "frontmatter",
+                        f"not valid YAML ({problem}), and this line is neither 'key: value' nor an"
+                        " indented continuation",
+                        number,
+                    )
+                ]
+            )
+        current = match.group(1)
+        key_lines[current] = number
+        raw_values[current] = [match.group(2) or ""]
+    for key, parts in raw_values.items():
+        first, rest = parts[0], parts[1:]
+        if not first.strip() and rest and all(part.startswith("- ") for part in rest):
+            data[key] = [_lenient_value(part[2:]) for part in rest]
+        else:
+            data[key] = _lenient_value(" ".join(part for part in [first, *rest] if part.strip()))
+    return (
+        data,
+        key_lines,
+        [f"frontmatter is not strict YAML ({problem}); it was read as plain 'key: value' lines"],
+    )
+
+
+def _tools(
+    value: Any, line: int | None, problems: list[DocumentProblem], warnings: list[str]
+) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        names = [part.strip() for part in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        names = [item.strip() for item in value]
+    else:
+        problems.append(
+            DocumentProblem("tools", "must be a comma-separated string or a list of tool names", line)
+        )
+        return None
+    tools: list[str] = []
+    for tool in names:
+        if tool and tool not in tools:
+            tools.append(tool)
+        elif tool:
+            warnings.append(f"tool {tool!r} is listed twice")
+    return tools
+
+
+def parse_agent_document(raw: bytes | str) -> AgentDocument:
+    """Parse and validate a document; raise DocumentInvalid listing every problem found."""
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DocumentInvalid(
+                [DocumentProblem("content", "text holds characters that cannot be stored (lone surrogates)")]
+            ) from exc
+    limit = settings.AGENT_MAX_BYTES
+    if len(raw) > limit:
+        raise DocumentInvalid(
+            [DocumentProblem("content", f"document is {len(raw)} bytes; the limit is {limit} bytes")]
+        )
+    if not raw.strip():
+        raise DocumentInvalid([DocumentProblem("content", "document is empty", 1)])
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise DocumentInvalid([DocumentProblem("content", "contains a NUL byte", _line_of(raw, nul))])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentInvalid(
+            [
+                DocumentProblem(
+                    "content", f"is not UTF-8 (byte 0x{raw[exc.start]:02x})", _line_of(raw, exc.start)
+                )
+            ]
+        ) from exc
+
+    frontmatter_text, body, _ = _split(text)
+    try:
+        data, key_lines, warnings = _strict(frontmatter_text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + FIRST_FRONTMATTER_LINE}" if mark is not None else ""
+        problem = f"{getattr(exc, 'problem', None) or exc}{where}"
+        data, key_lines, warnings = _lenient(frontmatter_text, problem)
+    frontmatter = _jsonable(data)
+
+    problems: list[DocumentProblem] = []
+    name = frontmatter.get("name")
+    if name is None or name == "":
+        problems.append(DocumentProblem("name", "is required", key_lines.get("name", 1)))
+    elif not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        problems.append(
+            DocumentProblem(
+                "name",
+                f"must be lowercase letters, digits and hyphens, starting with a letter or digit, at most 64"
+                f" characters; got {name!r}",
+                key_lines.get("name"),
+            )
+        )
+    description = frontmatter.get("description")
+    if description is None or (isinstance(description, str) and not description.strip()):
+        problems.append(DocumentProblem("description", "is required", key_lines.get("description", 1)))
+    elif not isinstance(description, str):
+        problems.append(DocumentProblem("description", "must be text", key_lines.get("description")))
+    for key in ("model", "color"):
+        if frontmatter.get(key) is not None and not isinstance(frontmatter[key], str):
+            problems.append(DocumentProblem(key, "must be text", key_lines.get(key)))
+    tools = _tools(frontmatter.get("tools"), key_lines.get("tools"), problems, warnings)
+    if "tools" in frontmatter and frontmatter["tools"] is None:
+        warnings.append("tools is empty: like no tools key, the agent is granted every tool")
+    if problems:
+        raise DocumentInvalid(problems)
+    return AgentDocument(
+        content=text,
+        frontmatter=frontmatter,
+        body=body,
+        name=name,
+        description=description,
+        tools=tools,
+        model=frontmatter.get("model"),
+        color=frontmatter.get("color"),
+        warnings=warnings,
+        key_lines=key_lines,
+    )

@@ -1,0 +1,25 @@
+"""The events of an agent's stream (one stream per agent, keyed by a UUID that never changes).
+
+| type                | data                                   | revision? |
+| ------------------- | -------------------------------------- | --------- |
+| agent.created       | content, revision (= 1)                | new       |
+| agent.revised       | content, revision                      | new       |
+| agent.reverted      | content, revision, reverted_to         | new       |
+| agent.archived      | reason                                 | no        |
+| agent.restored      | reason                                 | no        |
+| agent.label_moved   | label, revision (null: label removed)  | no        |
+
+`content` is the full raw text of the file; the name and every other field are parsed from
+it, so a revision whose `name` differs is a rename. Metadata (actor, source, reason,
+occurred_at, request/correlation/causation ids) is the same for every type.
+"""
+
+CREATED = "agent.created"
+REVISED = "agent.revised"
+REVERTED = "agent.reverted"
+ARCHIVED = "agent.archived"
+RESTORED = "agent.restored"
+LABEL_MOVED = "agent.label_moved"
+
+CONTENT_EVENTS = frozenset({CREATED, REVISED, REVERTED})
+ALL = frozenset({CREATED, REVISED, REVERTED, ARCHIVED, RESTORED, LABEL_MOVED})

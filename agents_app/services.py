@@ -1,0 +1,324 @@
+"""Commands on agents: each validates, then appends events to the agent's stream.
+
+Every service takes the append lock first thing in its transaction (events.services.
+append_lock), so the state it reads from the stream cannot change before it appends, and
+name reservations are decided in that same serial order.
+"""
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from agents_app import event_types as types
+from agents_app.document import AgentDocument, parse_agent_document
+from agents_app.exceptions import AgentArchived, AgentNotFound, InvalidCommand, NameTaken
+from agents_app.models import AgentNameClaim
+from events.exceptions import ConcurrencyConflict
+from events.selectors import stream_last, stream_of_types, stream_version
+from events.services import append_lock, event_append
+from events.types import NewEvent, StoredEvent
+
+SOURCES = frozenset({"admin", "api", "cli", "import", "git", "system"})
+LABEL_PATTERN = re.compile(r"[a-z][a-z0-9._-]{0,63}")
+RESERVED_LABELS = frozenset({"latest"})
+MAX_REASON = 2000
+MAX_ACTOR = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeContext:
+    """Who makes a change, through what, why, and the ids that tie it to a request."""
+
+    actor: str
+    source: str
+    reason: str = ""
+    occurred_at: dt.datetime | None = None
+    request_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    extra: dict[str, str] | None = None
+
+    def metadata(self) -> dict[str, object]:
+        if not self.actor or len(self.actor) > MAX_ACTOR:
+            raise InvalidCommand(f"actor must be 1 to {MAX_ACTOR} characters")
+        if self.source not in SOURCES:
+            raise InvalidCommand(f"source must be one of {', '.join(sorted(SOURCES))}; got {self.source!r}")
+        if len(self.reason) > MAX_REASON:
+            raise InvalidCommand(f"reason is {len(self.reason)} characters; the limit is {MAX_REASON}")
+        metadata: dict[str, object] = {"actor": self.actor, "source": self.source, "reason": self.reason}
+        if self.occurred_at is not None:
+            if self.occurred_at.tzinfo is None:
+                raise InvalidCommand("occurred_at must carry a time zone")
+            metadata["occurred_at"] = self.occurred_at.astimezone(dt.UTC).isoformat()
+        for key in ("request_id", "correlation_id", "causation_id"):
+            if (value := getattr(self, key)) is not None:
+                metadata[key] = value
+        metadata.update(self.extra or {})
+        return metadata
+
+
+@dataclass(frozen=True)
+class AgentChange:
+    """What a command did: `changed` is False when it stored nothing (e.g. identical content)."""
+
+    agent_id: uuid.UUID
+    name: str
+    revision: int
+    stream_version: int
+    changed: bool
+    events: list[StoredEvent]
+
+    @property
+    def position(self) -> int | None:
+        return self.events[-1].position if self.events else None
+
+
+@dataclass(frozen=True)
+class _AgentState:
+    agent_id: uuid.UUID
+    version: int
+    revision: int
+    content: str
+    name: str
+    archived: bool
+
+
+def _load(agent_id: uuid.UUID) -> _AgentState:
+    """The write model of one agent, read from its stream (under the append lock)."""
+    last_content = stream_last(stream_id=agent_id, types=types.CONTENT_EVENTS)
+    if last_content is None:
+        raise AgentNotFound(f"no agent with id {agent_id}")
+    last_status = stream_last(stream_id=agent_id, types=frozenset({types.ARCHIVED, types.RESTORED}))
+    content = last_content.data["content"]
+    return _AgentState(
+        agent_id=agent_id,
+        version=stream_version(stream_id=agent_id),
+        revision=last_content.data["revision"],
+        content=content,
+        name=parse_agent_document(content).name,
+        archived=last_status is not None and last_status.type == types.ARCHIVED,
+    )
+
+
+def _check_version(state: _AgentState, expected_version: int | None) -> None:
+    if expected_version is not None and expected_version != state.version:
+        raise ConcurrencyConflict(
+            stream_id=state.agent_id, expected_version=expected_version, actual_version=state.version
+        )
+
+
+def _claim(name: str, agent_id: uuid.UUID) -> None:
+    # Serialised by the append lock the caller holds, so check-then-insert cannot race; the
+    # primary key on `name` would still refuse a second claim if it somehow did.
+    holder = AgentNameClaim.objects.filter(name=name).values_list("agent_id", flat=True).first()
+    if holder is not None and holder != agent_id:
+        raise NameTaken(name)
+    if holder is None:
+        AgentNameClaim.objects.filter(agent_id=agent_id).delete()
+        AgentNameClaim.objects.create(name=name, agent_id=agent_id)
+
+
+def _new_revision(
+    state: _AgentState, document: AgentDocument, event: NewEvent, context: ChangeContext
+) -> AgentChange:
+    if document.name != state.name:
+        _claim(document.name, state.agent_id)
+    stored = event_append(
+        stream_id=state.agent_id, expected_version=state.version, events=[event], metadata=context.metadata()
+    )
+    return AgentChange(
+        agent_id=state.agent_id,
+        name=document.name,
+        revision=event.data["revision"],
+        stream_version=stored[-1].stream_version,
+        changed=True,
+        events=stored,
+    )
+
+
+def _unchanged(state: _AgentState) -> AgentChange:
+    return AgentChange(
+        agent_id=state.agent_id,
+        name=state.name,
+        revision=state.revision,
+        stream_version=state.version,
+        changed=False,
+        events=[],
+    )
+
+
+def agent_create(
+    *,
+    content: bytes | str,
+    context: ChangeContext,
+    agent_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+) -> AgentChange:
+    """Create an agent from a document; its name must not belong to another active agent."""
+    document = parse_agent_document(content)
+    metadata = context.metadata()
+    agent_id = agent_id or uuid.uuid4()
+    event = NewEvent(
+        type=types.CREATED,
+        data={"content": document.content, "revision": 1},
+        event_id=event_id or uuid.uuid4(),
+    )
+    with transaction.atomic():
+        append_lock()
+        if stream_version(stream_id=agent_id):
+            raise InvalidCommand(f"an agent with id {agent_id} already exists")
+        _claim(document.name, agent_id)
+        stored = event_append(stream_id=agent_id, expected_version=0, events=[event], metadata=metadata)
+    return AgentChange(
+        agent_id=agent_id, name=document.name, revision=1, stream_version=1, changed=True, events=stored
+    )
+
+
+def agent_revise(
+    *,
+    agent_id: uuid.UUID,
+    content: bytes | str,
+    context: ChangeContext,
+    expected_version: int | None = None,
+) -> AgentChange:
+    """Store new content as the next revision; identical content stores nothing; a new name renames."""
+    document = parse_agent_document(content)
+    context.metadata()
+    with transaction.atomic():
+        append_lock()
+        state = _load(agent_id)
+        _check_version(state, expected_version)
+        if state.archived:
+            raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
+        if document.content == state.content:
+            return _unchanged(state)
+        event = NewEvent(
+            type=types.REVISED, data={"content": document.content, "revision": state.revision + 1}
+        )
+        return _new_revision(state, document, event, context)
+
+
+def agent_revert(
+    *,
+    agent_id: uuid.UUID,
+    to_revision: int,
+    context: ChangeContext,
+    expected_version: int | None = None,
+) -> AgentChange:
+    """Store an earlier revision's content as a new revision (nothing when it is already current)."""
+    context.metadata()
+    with transaction.atomic():
+        append_lock()
+        state = _load(agent_id)
+        _check_version(state, expected_version)
+        if state.archived:
+            raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
+        if not 1 <= to_revision <= state.revision:
+            raise AgentNotFound(
+                f"agent {state.name!r} has no revision {to_revision} (it has 1 to {state.revision})"
+            )
+        target = next(
+            event
+            for event in stream_of_types(stream_id=agent_id, types=types.CONTENT_EVENTS)
+            if event.data["revision"] == to_revision
+        )
+        if target.data["content"] == state.content:
+            return _unchanged(state)
+        document = parse_agent_document(target.data["content"])
+        event = NewEvent(
+            type=types.REVERTED,
+            data={"content": document.content, "revision": state.revision + 1, "reverted_to": to_revision},
+        )
+        return _new_revision(state, document, event, context)
+
+
+def _status_change(
+    *, agent_id: uuid.UUID, context: ChangeContext, expected_version: int | None, archive: bool
+) -> AgentChange:
+    metadata = context.metadata()
+    with transaction.atomic():
+        append_lock()
+        state = _load(agent_id)
+        _check_version(state, expected_version)
+        if state.archived == archive:
+            raise InvalidCommand(f"agent {state.name!r} is already {'archived' if archive else 'active'}")
+        if archive:
+            AgentNameClaim.objects.filter(agent_id=agent_id).delete()
+        else:
+            _claim(state.name, agent_id)
+        event = NewEvent(type=types.ARCHIVED if archive else types.RESTORED, data={"reason": context.reason})
+        stored = event_append(
+            stream_id=agent_id, expected_version=state.version, events=[event], metadata=metadata
+        )
+    return AgentChange(
+        agent_id=agent_id,
+        name=state.name,
+        revision=state.revision,
+        stream_version=stored[-1].stream_version,
+        changed=True,
+        events=stored,
+    )
+
+
+def agent_archive(
+    *, agent_id: uuid.UUID, context: ChangeContext, expected_version: int | None = None
+) -> AgentChange:
+    """Soft-delete an agent: it keeps its history and its name becomes free."""
+    return _status_change(agent_id=agent_id, context=context, expected_version=expected_version, archive=True)
+
+
+def agent_restore(
+    *, agent_id: uuid.UUID, context: ChangeContext, expected_version: int | None = None
+) -> AgentChange:
+    """Undo an archive; fails if another active agent took the name meanwhile."""
+    return _status_change(
+        agent_id=agent_id, context=context, expected_version=expected_version, archive=False
+    )
+
+
+def agent_label_move(
+    *,
+    agent_id: uuid.UUID,
+    label: str,
+    revision: int | None,
+    context: ChangeContext,
+    expected_version: int | None = None,
+) -> AgentChange:
+    """Point a label (e.g. `production`) at a revision, or remove it with `revision=None`."""
+    if not LABEL_PATTERN.fullmatch(label) or label in RESERVED_LABELS:
+        raise InvalidCommand(
+            f"label must be lowercase letters, digits, '.', '_' or '-', starting with a letter, at most 64"
+            f" characters, and not 'latest'; got {label!r}"
+        )
+    metadata = context.metadata()
+    with transaction.atomic():
+        append_lock()
+        state = _load(agent_id)
+        _check_version(state, expected_version)
+        if state.archived:
+            raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
+        if revision is not None and not 1 <= revision <= state.revision:
+            raise AgentNotFound(
+                f"agent {state.name!r} has no revision {revision} (it has 1 to {state.revision})"
+            )
+        moves = stream_of_types(stream_id=agent_id, types=frozenset({types.LABEL_MOVED}))
+        current = next((m.data["revision"] for m in reversed(moves) if m.data["label"] == label), None)
+        if current == revision:
+            if revision is None:
+                raise AgentNotFound(f"agent {state.name!r} has no label {label!r}")
+            return _unchanged(state)
+        event = NewEvent(type=types.LABEL_MOVED, data={"label": label, "revision": revision})
+        stored = event_append(
+            stream_id=agent_id, expected_version=state.version, events=[event], metadata=metadata
+        )
+    return AgentChange(
+        agent_id=agent_id,
+        name=state.name,
+        revision=state.revision,
+        stream_version=stored[-1].stream_version,
+        changed=True,
+        events=stored,
+    )

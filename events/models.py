@@ -1,0 +1,98 @@
+"""Event store tables: the append-only event log and the projection checkpoints.
+
+The event table is the only state that matters; every other table can be rebuilt from it.
+"""
+
+from django.db import models
+
+
+class Event(models.Model):
+    """One immutable fact in one stream; the database refuses UPDATE and DELETE (see migration 0002)."""
+
+    position = models.BigAutoField(
+        primary_key=True, db_comment="Global order of the log: strictly increasing, commit order."
+    )
+    event_id = models.UUIDField(
+        unique=True, db_comment="Client-chosen identity: a retried append with the same id is stored once."
+    )
+    stream_id = models.UUIDField(db_comment="The stream (aggregate) this event belongs to.")
+    stream_version = models.PositiveIntegerField(
+        db_comment="1, 2, 3, ... within the stream with no gaps; the optimistic-concurrency token."
+    )
+    type = models.CharField(max_length=100, db_comment="Event type, e.g. agent.revised.")
+    schema_version = models.PositiveSmallIntegerField(
+        default=1, db_comment="Shape version of data; older shapes are upcast on read, never rewritten."
+    )
+    data = models.JSONField(db_comment="The event's payload.")
+    metadata = models.JSONField(
+        default=dict, db_comment="actor, source, reason, occurred_at, request/correlation/causation ids."
+    )
+    recorded_at = models.DateTimeField(db_comment="When the database stored it (database clock).")
+    hash = models.CharField(
+        max_length=64,
+        db_comment="SHA-256 of the previous event's hash in the stream and this event's canonical JSON.",
+    )
+
+    class Meta:
+        db_table = "events_event"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stream_id", "stream_version"], name="events_stream_version_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["type", "position"], name="events_type_position_idx"),
+            models.Index(fields=["recorded_at"], name="events_recorded_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.position} {self.type} {self.stream_id}@{self.stream_version}"
+
+
+class Checkpoint(models.Model):
+    """How far one generation of one projection has applied the log.
+
+    A projection has one live generation (read by selectors) and, during a rebuild, a second
+    one being filled from position 0; the swap flips `is_live` in one transaction.
+    """
+
+    projection = models.CharField(max_length=100)
+    generation = models.PositiveIntegerField()
+    position = models.BigIntegerField(default=0, db_comment="Last event position applied to this generation.")
+    is_live = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["projection", "generation"], name="events_checkpoint_uniq"),
+            models.UniqueConstraint(
+                fields=["projection"], condition=models.Q(is_live=True), name="events_checkpoint_one_live"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.projection}#{self.generation}@{self.position}"
+
+
+class ProjectionRun(models.Model):
+    """One rebuild (and optional verification) of a projection, for operators."""
+
+    class Result(models.TextChoices):
+        RUNNING = "running"
+        OK = "ok"
+        DIFFERENCES = "differences"
+        FAILED = "failed"
+
+    projection = models.CharField(max_length=100)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    events = models.BigIntegerField(default=0)
+    verified = models.BooleanField(default=False)
+    result = models.CharField(max_length=20, choices=Result.choices, default=Result.RUNNING)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["projection", "-started_at"], name="events_run_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.projection} rebuild {self.started_at:%Y-%m-%d %H:%M} {self.result}"

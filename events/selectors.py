@@ -1,0 +1,74 @@
+"""Reads from the event log. Every event leaves here upcast to its current shape."""
+
+import uuid
+from collections.abc import Iterator
+
+from django.db.models import Max
+
+from events.models import Event
+from events.types import StoredEvent
+from events.upcasting import upcast
+
+
+def stored_event_from_row(row: Event) -> StoredEvent:
+    """The read-side value of a stored row, upcast to the current schema."""
+    schema_version, data = upcast(row.type, row.schema_version, row.data)
+    return StoredEvent(
+        position=row.position,
+        event_id=row.event_id,
+        stream_id=row.stream_id,
+        stream_version=row.stream_version,
+        type=row.type,
+        schema_version=schema_version,
+        data=data,
+        metadata=row.metadata,
+        recorded_at=row.recorded_at,
+        hash=row.hash,
+    )
+
+
+def stream_read(*, stream_id: uuid.UUID, to_version: int | None = None) -> list[StoredEvent]:
+    """All events of one stream in version order, optionally only up to `to_version`."""
+    rows = Event.objects.filter(stream_id=stream_id)
+    if to_version is not None:
+        rows = rows.filter(stream_version__lte=to_version)
+    return [stored_event_from_row(row) for row in rows.order_by("stream_version")]
+
+
+def events_after(
+    *, position: int, batch_size: int = 500, types: frozenset[str] | None = None, up_to: int | None = None
+) -> Iterator[list[StoredEvent]]:
+    """Every event after `position` in position order, in batches of at most `batch_size`."""
+    while True:
+        rows = Event.objects.filter(position__gt=position)
+        if up_to is not None:
+            rows = rows.filter(position__lte=up_to)
+        if types is not None:
+            rows = rows.filter(type__in=types)
+        batch = [stored_event_from_row(row) for row in rows.order_by("position")[:batch_size]]
+        if not batch:
+            return
+        yield batch
+        position = batch[-1].position
+
+
+def head_position() -> int:
+    """The position of the newest event in the log (0 when empty)."""
+    return Event.objects.aggregate(head=Max("position"))["head"] or 0
+
+
+def stream_version(*, stream_id: uuid.UUID) -> int:
+    """The stream's current version (0 when it has no events)."""
+    return Event.objects.filter(stream_id=stream_id).aggregate(v=Max("stream_version"))["v"] or 0
+
+
+def stream_last(*, stream_id: uuid.UUID, types: frozenset[str]) -> StoredEvent | None:
+    """The newest event of one of `types` in the stream, or None."""
+    row = Event.objects.filter(stream_id=stream_id, type__in=types).order_by("-stream_version").first()
+    return stored_event_from_row(row) if row else None
+
+
+def stream_of_types(*, stream_id: uuid.UUID, types: frozenset[str]) -> list[StoredEvent]:
+    """The stream's events of `types`, oldest first."""
+    rows = Event.objects.filter(stream_id=stream_id, type__in=types).order_by("stream_version")
+    return [stored_event_from_row(row) for row in rows]

@@ -1,0 +1,173 @@
+"""Writes to the event store: `event_append` is the only way an event gets into the log."""
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+
+from events.chain import canonical_json, event_hash
+from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
+from events.models import Event
+from events.selectors import stored_event_from_row
+from events.types import NewEvent, StoredEvent
+
+logger = logging.getLogger(__name__)
+
+# Key of the PostgreSQL advisory lock that serialises appends (any constant unique to this app).
+APPEND_LOCK_KEY = 7_004_281_530_915
+
+
+def append_lock() -> dt.datetime:
+    """Take the log's append lock for the rest of the current transaction; return the database clock.
+
+    No skipped events (invariant 3): positions come from a sequence, handed out at INSERT,
+    but transactions commit in any order. Without this lock, writer A could take position 10,
+    writer B position 11, B commit first, and a projector reading "position > 9" would apply
+    11, move its checkpoint to 11 and never see 10 when A commits. Holding one lock from
+    before the INSERT until COMMIT makes commit order equal position order, so everything at
+    or below a visible position is already visible. The cost is that appends are serial;
+    that is the write-throughput limit (README, "Scale-out"). We chose this over
+    transaction-id visibility (pg_snapshot_xmin) because it is simple, works the same on
+    SQLite (whose IMMEDIATE transactions are already serial) and its throughput, thousands
+    of appends a second, is far above what people editing agent definitions produce.
+
+    Callers that must read state and then append (services deciding on the next revision)
+    take it first thing in their transaction, so what they read cannot change before they
+    write and they never wait on each other in a different order (no deadlock).
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("append_lock() must be called inside transaction.atomic()")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_advisory_xact_lock(%s), clock_timestamp()", [APPEND_LOCK_KEY])
+            return cursor.fetchone()[1]
+        # SQLite: the IMMEDIATE transaction (settings) already holds the single write lock.
+        cursor.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
+        return dt.datetime.fromisoformat(cursor.fetchone()[0]).replace(tzinfo=dt.UTC)
+
+
+def _reject_nul(value: Any, where: str) -> None:
+    # PostgreSQL cannot store U+0000 in jsonb; refuse it the same way on every database.
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidEvent(f"{where} contains a NUL character")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _reject_nul(key, where)
+            _reject_nul(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _reject_nul(item, f"{where}[{index}]")
+
+
+def event_append(
+    *,
+    stream_id: uuid.UUID,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    metadata: Mapping[str, Any],
+) -> list[StoredEvent]:
+    """Append events to one stream if it is at `expected_version` (0 for a new stream).
+
+    Raises ConcurrencyConflict (nothing stored) when the stream has moved on. Appending
+    events whose ids are all stored already returns those events and stores nothing, so a
+    retried request is harmless.
+    """
+    if not events:
+        raise InvalidEvent("nothing to append")
+    metadata = dict(metadata)
+    try:
+        canonical_json(metadata)
+        for new in events:
+            canonical_json(new.data)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEvent(f"event data and metadata must be plain JSON: {exc}") from exc
+    _reject_nul(metadata, "metadata")
+    for new in events:
+        _reject_nul(new.data, "data")
+
+    with transaction.atomic():
+        recorded_at = append_lock()
+        ids = [new.event_id for new in events]
+        already = list(Event.objects.filter(event_id__in=ids).order_by("position"))
+        if already:
+            if len(already) == len(ids) and all(
+                row.stream_id == stream_id and row.event_id == new.event_id and row.type == new.type
+                for row, new in zip(already, events, strict=True)
+            ):
+                return [stored_event_from_row(row) for row in already]
+            raise EventIdReused(f"event ids {[str(r.event_id) for r in already]} are already stored")
+
+        head = (
+            Event.objects.filter(stream_id=stream_id)
+            .order_by("-stream_version")
+            .values_list("stream_version", "hash")
+            .first()
+        )
+        version, previous_hash = head if head else (0, "")
+        if version != expected_version:
+            raise ConcurrencyConflict(
+                stream_id=stream_id, expected_version=expected_version, actual_version=version
+            )
+
+        rows = []
+        for new in events:
+            version += 1
+            previous_hash = event_hash(
+                previous_hash=previous_hash,
+                event_id=new.event_id,
+                stream_id=stream_id,
+                stream_version=version,
+                type=new.type,
+                schema_version=new.schema_version,
+                data=new.data,
+                metadata=metadata,
+                recorded_at=recorded_at,
+            )
+            rows.append(
+                Event(
+                    event_id=new.event_id,
+                    stream_id=stream_id,
+                    stream_version=version,
+                    type=new.type,
+                    schema_version=new.schema_version,
+                    data=new.data,
+                    metadata=metadata,
+                    recorded_at=recorded_at,
+                    hash=previous_hash,
+                )
+            )
+        try:
+            with transaction.atomic():
+                Event.objects.bulk_create(rows)
+        except IntegrityError as exc:
+            # Only reachable if something appended without the lock; the unique
+            # (stream_id, stream_version) constraint is the last line of defence.
+            raise ConcurrencyConflict(
+                stream_id=stream_id, expected_version=expected_version, actual_version=-1
+            ) from exc
+        last_position = rows[-1].position
+        transaction.on_commit(lambda: _after_commit(last_position), robust=True)
+    return [stored_event_from_row(row) for row in rows]
+
+
+def _after_commit(position: int) -> None:
+    """Queue a catch-up for the workers, then make the writer's own read see its write.
+
+    Runs after COMMIT (robust: an error here is logged, never turned into a failed write
+    that in fact succeeded). A broker outage only costs the queued task: the beat schedule
+    and the inline catch-up below cover for it.
+    """
+    from events.projections import projections_wait
+    from events.tasks import projections_catch_up
+
+    try:
+        projections_catch_up.delay()
+    except Exception:
+        logger.warning("could not queue the projection catch-up; it will run on schedule", exc_info=True)
+    if settings.PROJECTION_READ_YOUR_WRITES:
+        projections_wait(position=position)

@@ -1,0 +1,48 @@
+"""Celery tasks of the event store: they take names, never model instances, and call one service."""
+
+import logging
+
+from celery import shared_task
+from django.db import OperationalError
+
+from events.projections import projection_names, projection_rebuild, projections_catch_up_all
+
+logger = logging.getLogger(__name__)
+
+RETRY = {
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 5,
+}
+
+
+@shared_task(acks_late=True, **RETRY)
+def projections_catch_up() -> dict[str, int | None]:
+    """Apply new events to every projection (queued after each append, and on beat)."""
+    return projections_catch_up_all()
+
+
+@shared_task(acks_late=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60, **RETRY)
+def projection_rebuild_task(name: str, verify: bool = True) -> dict[str, object]:
+    """Rebuild one projection from position 0 and swap it in; report differences with the old one."""
+    result = projection_rebuild(name=name, verify=verify)
+    if result.differences:
+        logger.error("rebuild of %s found differences: %s", name, result.differences)
+    return {"name": name, "events": result.events, "differences": result.differences}
+
+
+@shared_task(acks_late=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60, **RETRY)
+def projection_verify_task(name: str) -> dict[str, object]:
+    """Rebuild one projection aside and compare it with the live one, leaving the live one in place."""
+    result = projection_rebuild(name=name, verify=True, swap=False)
+    if result.differences:
+        logger.error("verification of %s found differences: %s", name, result.differences)
+    return {"name": name, "events": result.events, "differences": result.differences}
+
+
+@shared_task(acks_late=True)
+def projections_rebuild_all() -> None:
+    """Nightly: rebuild and verify every projection, one task each."""
+    for name in projection_names():
+        projection_rebuild_task.delay(name, verify=True)
