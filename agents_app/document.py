@@ -87,7 +87,7 @@ def _split(text: str) -> tuple[str, str, int]:
     )
 
 
-def _check_yaml_events(frontmatter: str) -> None:
+def _check_yaml_events(frontmatter: str, first_line: int = FIRST_FRONTMATTER_LINE) -> None:
     """Refuse aliases (billion-laughs expansion) and absurd nesting before building anything."""
     depth = 0
     for event in yaml.parse(frontmatter, Loader=SafeLoader):
@@ -97,7 +97,7 @@ def _check_yaml_events(frontmatter: str) -> None:
                     DocumentProblem(
                         "frontmatter",
                         f"YAML aliases (*{event.anchor}) are not allowed",
-                        event.start_mark.line + FIRST_FRONTMATTER_LINE,
+                        event.start_mark.line + first_line,
                     )
                 ]
             )
@@ -109,7 +109,7 @@ def _check_yaml_events(frontmatter: str) -> None:
                         DocumentProblem(
                             "frontmatter",
                             f"nested deeper than {MAX_YAML_DEPTH} levels",
-                            event.start_mark.line + FIRST_FRONTMATTER_LINE,
+                            event.start_mark.line + first_line,
                         )
                     ]
                 )
@@ -149,11 +149,12 @@ def _strict(frontmatter: str) -> tuple[dict[str, Any], dict[str, int], list[str]
     return data, key_lines, warnings
 
 
-def _lenient_value(text: str) -> Any:
+def _lenient_value(text: str, line: int) -> Any:
     text = text.strip()
     if not text:
         return None
     try:
+        _check_yaml_events(text, first_line=line)
         value = yaml.load(text, Loader=SafeLoader)  # noqa: S506 - SafeLoader (C or Python)
     except yaml.YAMLError:
         return text
@@ -192,9 +193,11 @@ def _lenient(frontmatter: str, problem: str) -> tuple[dict[str, Any], dict[str, 
     for key, parts in raw_values.items():
         first, rest = parts[0], parts[1:]
         if not first.strip() and rest and all(part.startswith("- ") for part in rest):
-            data[key] = [_lenient_value(part[2:]) for part in rest]
+            data[key] = [_lenient_value(part[2:], key_lines[key]) for part in rest]
         else:
-            data[key] = _lenient_value(" ".join(part for part in [first, *rest] if part.strip()))
+            data[key] = _lenient_value(
+                " ".join(part for part in [first, *rest] if part.strip()), key_lines[key]
+            )
     return (
         data,
         key_lines,
@@ -266,6 +269,9 @@ def parse_agent_document(raw: bytes | str) -> AgentDocument:
     frontmatter = _jsonable(data)
 
     problems: list[DocumentProblem] = []
+    if "name" in data and not isinstance(data["name"], str | None):
+        # e.g. `name: 2024-01-01` is a YAML date: refuse it before it is turned into text
+        frontmatter["name"] = data["name"]
     name = frontmatter.get("name")
     if name is None or name == "":
         problems.append(DocumentProblem("name", "is required", key_lines.get("name", 1)))

@@ -85,6 +85,7 @@ class CurrentProjection(Projection):
         }
         new_ids: set[uuid.UUID] = set()
         changed_ids: set[uuid.UUID] = set()
+        reparse: set[uuid.UUID] = set()
         for event in events:
             row = rows.get(event.stream_id)
             if row is not None and row.stream_version >= event.stream_version:
@@ -108,12 +109,10 @@ class CurrentProjection(Projection):
             elif row is None:
                 continue  # a stream without its created event cannot be shown
             elif event.type in types.CONTENT_EVENTS:
-                fields = parsed_fields(event.data["content"])
-                row.name = fields.pop("name") or row.name
-                for key, value in fields.items():
-                    setattr(row, key, value)
+                # Parsed once per agent and batch, below: only the last content counts.
                 row.content = event.data["content"]
                 row.revision = event.data["revision"]
+                reparse.add(event.stream_id)
             elif event.type == types.ARCHIVED:
                 row.status = AgentCurrent.Status.ARCHIVED
             elif event.type == types.RESTORED:
@@ -130,6 +129,12 @@ class CurrentProjection(Projection):
             row.updated_by = actor
             row.updated_at = event.recorded_at
             changed_ids.add(event.stream_id)
+        for agent_id in reparse:
+            row = rows[agent_id]
+            fields = parsed_fields(row.content)
+            row.name = fields.pop("name") or row.name
+            for key, value in fields.items():
+                setattr(row, key, value)
         AgentCurrent.objects.bulk_create([rows[agent_id] for agent_id in new_ids])
         existing = [rows[agent_id] for agent_id in changed_ids - new_ids]
         if existing:

@@ -17,7 +17,7 @@ from agents_app.document import AgentDocument, parse_agent_document
 from agents_app.exceptions import AgentArchived, AgentNotFound, InvalidCommand, NameTaken
 from agents_app.models import AgentNameClaim
 from events.exceptions import ConcurrencyConflict
-from events.selectors import stream_last, stream_of_types, stream_version
+from events.selectors import event_by_id, stream_last, stream_of_types, stream_version
 from events.services import append_lock, event_append
 from events.types import NewEvent, StoredEvent
 
@@ -168,6 +168,18 @@ def agent_create(
     )
     with transaction.atomic():
         append_lock()
+        if event_id is not None and (stored := event_by_id(event_id=event_id)) is not None:
+            if stored.type != types.CREATED:
+                raise InvalidCommand(f"event id {event_id} was already used for a {stored.type} event")
+            # A retry of a create that went through: answer as before, store nothing.
+            return AgentChange(
+                agent_id=stored.stream_id,
+                name=parse_agent_document(stored.data["content"]).name,
+                revision=1,
+                stream_version=1,
+                changed=False,
+                events=[stored],
+            )
         if stream_version(stream_id=agent_id):
             raise InvalidCommand(f"an agent with id {agent_id} already exists")
         _claim(document.name, agent_id)

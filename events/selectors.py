@@ -72,3 +72,9 @@ def stream_of_types(*, stream_id: uuid.UUID, types: frozenset[str]) -> list[Stor
     """The stream's events of `types`, oldest first."""
     rows = Event.objects.filter(stream_id=stream_id, type__in=types).order_by("stream_version")
     return [stored_event_from_row(row) for row in rows]
+
+
+def event_by_id(*, event_id: uuid.UUID) -> StoredEvent | None:
+    """The stored event with this id, if any (to answer a retried append)."""
+    row = Event.objects.filter(event_id=event_id).first()
+    return stored_event_from_row(row) if row else None
