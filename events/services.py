@@ -1,6 +1,7 @@
 """Writes to the event store: `event_append` is the only way an event gets into the log."""
 
 import datetime as dt
+import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,33 @@ def _reject_nul(value: Any, where: str) -> None:
             _reject_nul(item, f"{where}[{index}]")
 
 
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, Mapping):
+        return any(_has_float(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_float(item) for item in value)
+    return False
+
+
+def _as_stored(values: list[Any]) -> list[Any]:
+    """`values` as the event table will give them back, so that the hash covers what is read.
+
+    PostgreSQL's jsonb keeps numbers as `numeric` and prints them its own way (1e20 comes back
+    as the integer 100000000000000000000, -0.0 as 0): hashing the caller's spelling made an
+    untouched event fail verification. Elsewhere a JSON round trip does the same for tuples
+    and non-string keys. The stored, hashed and returned values are then all the same.
+    """
+    text = canonical_json(values)
+    if connection.vendor != "postgresql" or not _has_float(values):
+        return json.loads(text)  # strings, integers, booleans and null come back as they went in
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::jsonb", [text])
+        stored = cursor.fetchone()[0]
+    return json.loads(stored) if isinstance(stored, str) else stored
+
+
 def event_append(
     *,
     stream_id: uuid.UUID,
@@ -81,14 +109,16 @@ def event_append(
         raise InvalidEvent("nothing to append")
     metadata = dict(metadata)
     try:
-        canonical_json(metadata)
+        # encode(): a lone surrogate ("\ud800") is valid in a str but not in UTF-8 text.
+        canonical_json(metadata).encode("utf-8")
         for new in events:
-            canonical_json(new.data)
+            canonical_json(new.data).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"event data and metadata must be plain JSON: {exc}") from exc
     _reject_nul(metadata, "metadata")
     for new in events:
         _reject_nul(new.data, "data")
+    metadata, *payloads = _as_stored([metadata, *(new.data for new in events)])
 
     with transaction.atomic():
         recorded_at = append_lock()
@@ -115,7 +145,7 @@ def event_append(
             )
 
         rows = []
-        for new in events:
+        for new, data in zip(events, payloads, strict=True):
             version += 1
             previous_hash = event_hash(
                 previous_hash=previous_hash,
@@ -124,7 +154,7 @@ def event_append(
                 stream_version=version,
                 type=new.type,
                 schema_version=new.schema_version,
-                data=new.data,
+                data=data,
                 metadata=metadata,
                 recorded_at=recorded_at,
             )
@@ -135,7 +165,7 @@ def event_append(
                     stream_version=version,
                     type=new.type,
                     schema_version=new.schema_version,
-                    data=new.data,
+                    data=data,
                     metadata=metadata,
                     recorded_at=recorded_at,
                     hash=previous_hash,
