@@ -139,6 +139,21 @@ def _new_revision(
     )
 
 
+def _append(state: _AgentState, event: NewEvent, metadata: dict[str, object]) -> AgentChange:
+    """Append one event that keeps the revision (archive, restore, label move)."""
+    stored = event_append(
+        stream_id=state.agent_id, expected_version=state.version, events=[event], metadata=metadata
+    )
+    return AgentChange(
+        agent_id=state.agent_id,
+        name=state.name,
+        revision=state.revision,
+        stream_version=stored[-1].stream_version,
+        changed=True,
+        events=stored,
+    )
+
+
 def _unchanged(state: _AgentState) -> AgentChange:
     return AgentChange(
         agent_id=state.agent_id,
@@ -262,17 +277,7 @@ def _status_change(
         else:
             _claim(state.name, agent_id)
         event = NewEvent(type=types.ARCHIVED if archive else types.RESTORED, data={"reason": context.reason})
-        stored = event_append(
-            stream_id=agent_id, expected_version=state.version, events=[event], metadata=metadata
-        )
-    return AgentChange(
-        agent_id=agent_id,
-        name=state.name,
-        revision=state.revision,
-        stream_version=stored[-1].stream_version,
-        changed=True,
-        events=stored,
-    )
+        return _append(state, event, metadata)
 
 
 def agent_archive(
@@ -323,14 +328,4 @@ def agent_label_move(
                 raise AgentNotFound(f"agent {state.name!r} has no label {label!r}")
             return _unchanged(state)
         event = NewEvent(type=types.LABEL_MOVED, data={"label": label, "revision": revision})
-        stored = event_append(
-            stream_id=agent_id, expected_version=state.version, events=[event], metadata=metadata
-        )
-    return AgentChange(
-        agent_id=agent_id,
-        name=state.name,
-        revision=state.revision,
-        stream_version=stored[-1].stream_version,
-        changed=True,
-        events=stored,
-    )
+        return _append(state, event, metadata)

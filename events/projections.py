@@ -159,7 +159,7 @@ class RebuildResult:
     swapped: bool = True
 
 
-def _compare(projection: Projection, live: int, rebuilt: int, limit: int = 20) -> list[str]:
+def _compare(projection: Projection, live: int, rebuilt: int, limit: int = 200) -> list[str]:
     """Differences between two generations' rows, as sentences naming the row and field."""
     differences: list[str] = []
     left, right = projection.rows(generation=live), projection.rows(generation=rebuilt)
@@ -181,6 +181,8 @@ def _compare(projection: Projection, live: int, rebuilt: int, limit: int = 20) -
                         f" != rebuilt {b[1].get(key)!r}"
                     )
             a, b = next(left, None), next(right, None)
+    if len(differences) >= limit and (a is not None or b is not None):
+        differences.append(f"{projection.name}: more differences after the first {limit} are not listed")
     return differences
 
 

@@ -5,19 +5,18 @@ done. The writers' after-commit catch-up is switched off (as with the broker dow
 read-your-writes off) so that what is measured is the store alone.
 """
 
-import threading
 import time
 import uuid
 from collections.abc import Callable
 
 import pytest
-from django.db import connection
 
 from events.exceptions import ConcurrencyConflict
 from events.models import Event
 from events.selectors import events_after
 from events.services import event_append
 from events.types import NewEvent, StoredEvent
+from tests.threads import run_threads
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -37,29 +36,6 @@ class _NoBroker:
 def _no_after_commit_catch_up(settings, monkeypatch):
     settings.PROJECTION_READ_YOUR_WRITES = False
     monkeypatch.setattr("events.tasks.projections_catch_up", _NoBroker())
-
-
-def run_threads(targets: list[Callable[[], object]]) -> list[object]:
-    """Start every target at once (a barrier), wait for all; re-raise the first unexpected error."""
-    barrier = threading.Barrier(len(targets))
-    results: list[object] = [None] * len(targets)
-
-    def run(index: int, target: Callable[[], object]) -> None:
-        try:
-            barrier.wait(timeout=TIMEOUT)
-            results[index] = target()
-        except BaseException as exc:  # handed to the main thread, which asserts on it
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, target)) for i, target in enumerate(targets)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=TIMEOUT)
-        assert not thread.is_alive(), "a thread did not finish in time"
-    return results
 
 
 def test_eight_writers_at_the_same_expected_version_one_wins_and_seven_conflict():

@@ -10,12 +10,10 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from agents_app.models import AgentCurrent
 from agents_app.projections import CURRENT, REVISIONS
@@ -43,6 +41,7 @@ from events.selectors import events_after, head_position
 from events.services import event_append
 from events.types import NewEvent
 from tests.conftest import agent_text
+from tests.threads import run_threads
 
 CONTENT_TYPES = {"agent.created", "agent.revised", "agent.reverted"}
 NAME_LINE = re.compile(r"^name:[ \t]*(\S+)[ \t]*$", re.MULTILINE)
@@ -194,29 +193,6 @@ def catch_up_off(settings, monkeypatch):
 
 def live_generation(name: str) -> int:
     return Checkpoint.objects.get(projection=name, is_live=True).generation
-
-
-def run_threads(targets: list[Callable[[], object]]) -> list[object]:
-    """Start every target at once (a barrier), wait for all; errors are returned, not raised."""
-    barrier = threading.Barrier(len(targets))
-    results: list[object] = [None] * len(targets)
-
-    def run(index: int, target: Callable[[], object]) -> None:
-        try:
-            barrier.wait(timeout=TIMEOUT)
-            results[index] = target()
-        except BaseException as exc:  # handed to the main thread, which asserts on it
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, target)) for i, target in enumerate(targets)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=TIMEOUT)
-        assert not thread.is_alive(), "a thread did not finish in time"
-    return results
 
 
 # --- projection equals fold ------------------------------------------------------------------------
