@@ -41,13 +41,6 @@ def agent_get(*, name: str | None = None, agent_id: uuid.UUID | None = None) -> 
     return agent
 
 
-def agent_list(*, status: str = "active") -> QuerySet[AgentCurrent]:
-    """Agents by status (`active`, `archived` or `all`), by name."""
-    rows = agents_current()
-    if status != "all":
-        rows = rows.filter(status=status)
-    return rows.order_by("name")
-
 
 def revision_get(*, agent_id: uuid.UUID, revision: int) -> AgentRevision:
     """One revision: a single indexed row whatever the length of the history."""
