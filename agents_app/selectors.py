@@ -41,7 +41,6 @@ def agent_get(*, name: str | None = None, agent_id: uuid.UUID | None = None) -> 
     return agent
 
 
-
 def revision_get(*, agent_id: uuid.UUID, revision: int) -> AgentRevision:
     """One revision: a single indexed row whatever the length of the history."""
     row = agent_revisions().filter(agent_id=agent_id, revision=revision).first()
