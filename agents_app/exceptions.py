@@ -46,3 +46,11 @@ class AgentArchived(AgentError):
 
 class InvalidCommand(AgentError):
     """The command does not make sense for the agent's state (e.g. restoring an active agent)."""
+
+
+class InvalidReference(AgentError):
+    """A revision reference that is not a number, `latest`, a label or `@timestamp`."""
+
+    def __init__(self, ref: str, message: str) -> None:
+        self.ref = ref
+        super().__init__(f"{ref!r} {message}")

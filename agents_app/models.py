@@ -5,6 +5,7 @@ time. Each row belongs to a *generation*; selectors read the live generation onl
 lets a rebuild fill a new generation while reads go on (events.projections).
 """
 
+from django.conf import settings
 from django.db import models
 
 
@@ -49,6 +50,15 @@ class AgentCurrent(models.Model):
 
     class Meta:
         verbose_name = "agent"
+        # The API and admin check these, not Django's per-model defaults: the views are derived
+        # tables, and what a user may do is a command on the agent, not a row change.
+        default_permissions = ()
+        permissions = [
+            ("view_agent", "Can read agent definitions, revisions and diffs"),
+            ("change_agent", "Can create, revise and revert agent definitions"),
+            ("archive_agent", "Can archive and restore agent definitions"),
+            ("publish_agent", "Can move labels (e.g. production) between revisions"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["generation", "agent_id"], name="agents_current_uniq"),
         ]
@@ -90,6 +100,7 @@ class AgentRevision(models.Model):
     position = models.BigIntegerField()
 
     class Meta:
+        default_permissions = ()
         constraints = [
             models.UniqueConstraint(
                 fields=["generation", "agent_id", "revision"], name="agents_revision_uniq"
@@ -97,8 +108,47 @@ class AgentRevision(models.Model):
         ]
         indexes = [
             models.Index(fields=["generation", "name"], name="agents_revision_name_idx"),
-            models.Index(fields=["generation", "agent_id", "recorded_at"], name="agents_revision_time_idx"),
+            models.Index(fields=["generation", "agent_id", "occurred_at"], name="agents_revision_time_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} r{self.revision}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the REST API; only its SHA-256 digest is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What the token is for.")
+    prefix = models.CharField(max_length=12, help_text="The first characters, to recognise a token.")
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the whole token.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}... ({self.user})"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a request sent with an `Idempotency-Key`, replayed for retries."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and body.")
+    status = models.PositiveSmallIntegerField()
+    headers = models.JSONField(default=dict)
+    body = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        default_permissions = ()
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key_uniq")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key}"

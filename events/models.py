@@ -35,6 +35,7 @@ class Event(models.Model):
 
     class Meta:
         db_table = "events_event"
+        default_permissions = ("view",)  # nobody adds, changes or deletes events by hand
         constraints = [
             models.UniqueConstraint(
                 fields=["stream_id", "stream_version"], name="events_stream_version_uniq"
