@@ -44,6 +44,10 @@ class AgentArchived(AgentError):
     """The agent is archived: restore it before changing it."""
 
 
+class StatusUnchanged(AgentError):
+    """Archiving an archived agent, or restoring an active one."""
+
+
 class InvalidCommand(AgentError):
     """The command does not make sense for the agent's state (e.g. restoring an active agent)."""
 

@@ -1,15 +1,19 @@
 """Reads of agent state: always from the live generation of the projections, never the event log."""
 
 import datetime as dt
+import json
 import re
 import uuid
 
-from django.db.models import QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
+from agents_app import event_types as agent_event_types
 from agents_app.exceptions import AgentNotFound, InvalidReference
 from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.projections import CURRENT, REVISIONS
-from events.models import Checkpoint
+from events.models import Checkpoint, Event
+from events.selectors import stream_of_types
+from events.types import StoredEvent
 
 LABEL_REF = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 
@@ -76,7 +80,8 @@ def parse_ref(ref: str) -> int | str | dt.datetime:
     ref = ref.strip()
     if ref.startswith("@"):
         try:
-            at = dt.datetime.fromisoformat(ref[1:].replace("Z", "+00:00"))
+            # A "+" in an unencoded query string arrives as a space: read it back as the offset sign.
+            at = dt.datetime.fromisoformat(ref[1:].replace("Z", "+00:00").replace(" ", "+"))
         except ValueError:
             raise InvalidReference(ref, "is not a timestamp; use @2026-11-01T12:00:00Z") from None
         if at.tzinfo is None:
@@ -105,3 +110,82 @@ def revision_resolve(*, agent: AgentCurrent, ref: str) -> AgentRevision:
     if target > agent.revision:
         raise AgentNotFound(f"agent {agent.name!r} has no revision {target} (it has 1 to {agent.revision})")
     return revision_get(agent_id=agent.agent_id, revision=target)
+
+
+def agent_list(
+    *,
+    status: str = "active",
+    q: str = "",
+    model: str = "",
+    tool: str = "",
+    label: str = "",
+) -> QuerySet[AgentCurrent]:
+    """The current view filtered: `status` is active, archived or all; `tool` matches declared tools."""
+    rows = agents_current()
+    if status != "all":
+        rows = rows.filter(status=status)
+    if label:
+        rows = rows.filter(labels__has_key=label)
+    return _filtered(rows, q=q, model=model, tool=tool).order_by("name", "id")
+
+
+def agent_list_at(
+    *, at: dt.datetime, q: str = "", model: str = "", tool: str = ""
+) -> QuerySet[AgentRevision]:
+    """The registry as it was at an instant: per agent, the revision current then (archived ones left out)."""
+    revisions = agent_revisions().filter(occurred_at__lte=at)
+    latest = revisions.filter(agent_id=OuterRef("agent_id")).order_by("-occurred_at", "-revision")
+    archived = [
+        stream_id
+        for stream_id, event_type in _last_status_events(at)
+        if event_type == agent_event_types.ARCHIVED
+    ]
+    rows = revisions.filter(revision=Subquery(latest.values("revision")[:1])).exclude(agent_id__in=archived)
+    return _filtered(rows, q=q, model=model, tool=tool).order_by("name", "id")
+
+
+def _last_status_events(at: dt.datetime) -> list[tuple[uuid.UUID, str]]:
+    # Archive state is not part of the revisions view: read it from the log, newest per stream.
+    statuses = Event.objects.filter(
+        type__in=(agent_event_types.ARCHIVED, agent_event_types.RESTORED), recorded_at__lte=at
+    )
+    newest = statuses.filter(stream_id=OuterRef("stream_id")).order_by("-stream_version")
+    return list(
+        statuses.filter(stream_version=Subquery(newest.values("stream_version")[:1])).values_list(
+            "stream_id", "type"
+        )
+    )
+
+
+def _filtered(rows: QuerySet, *, q: str, model: str, tool: str) -> QuerySet:
+    if q:
+        rows = rows.filter(Q(name__icontains=q) | Q(description__icontains=q))
+    if model:
+        rows = rows.filter(model=model)
+    if tool:
+        # tools is a JSON list; its text form contains the JSON-quoted name on SQLite and PostgreSQL
+        # alike (jsonb `?` / `contains` are PostgreSQL-only).
+        rows = rows.filter(tools__icontains=json.dumps(tool))
+    return rows
+
+
+def agent_find_renamed(*, name: str) -> AgentCurrent | None:
+    """The agent that was called `name` before a rename, if no agent has that name now."""
+    if agents_current().filter(name=name).exists():
+        return None
+    agent_id = (
+        agent_revisions()
+        .filter(name=name)
+        .order_by("-recorded_at")
+        .values_list("agent_id", flat=True)
+        .first()
+    )
+    if agent_id is None:
+        return None
+    agent = agents_current().filter(agent_id=agent_id).first()
+    return agent if agent is not None and agent.name != name else None
+
+
+def label_history(*, agent_id: uuid.UUID) -> list[StoredEvent]:
+    """Every label move of one agent, oldest first (the history lives in the events)."""
+    return stream_of_types(stream_id=agent_id, types=frozenset({agent_event_types.LABEL_MOVED}))

@@ -14,7 +14,7 @@ from django.db import transaction
 
 from agents_app import event_types as types
 from agents_app.document import AgentDocument, parse_agent_document
-from agents_app.exceptions import AgentArchived, AgentNotFound, InvalidCommand, NameTaken
+from agents_app.exceptions import AgentArchived, AgentNotFound, InvalidCommand, NameTaken, StatusUnchanged
 from agents_app.models import AgentNameClaim
 from events.exceptions import ConcurrencyConflict
 from events.selectors import event_by_id, stream_last, stream_of_types, stream_version
@@ -271,7 +271,7 @@ def _status_change(
         state = _load(agent_id)
         _check_version(state, expected_version)
         if state.archived == archive:
-            raise InvalidCommand(f"agent {state.name!r} is already {'archived' if archive else 'active'}")
+            raise StatusUnchanged(f"agent {state.name!r} is already {'archived' if archive else 'active'}")
         if archive:
             AgentNameClaim.objects.filter(agent_id=agent_id).delete()
         else:

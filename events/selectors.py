@@ -1,5 +1,6 @@
 """Reads from the event log. Every event leaves here upcast to its current shape."""
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 
@@ -77,4 +78,38 @@ def stream_of_types(*, stream_id: uuid.UUID, types: frozenset[str]) -> list[Stor
 def event_by_id(*, event_id: uuid.UUID) -> StoredEvent | None:
     """The stored event with this id, if any (to answer a retried append)."""
     row = Event.objects.filter(event_id=event_id).first()
+    return stored_event_from_row(row) if row else None
+
+
+def event_list(
+    *,
+    after: int = 0,
+    limit: int = 100,
+    stream_ids: list[uuid.UUID] | None = None,
+    types: list[str] | None = None,
+    actor: str | None = None,
+    source: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[StoredEvent]:
+    """A page of the log after `position`, oldest first, filtered; at most `limit` events."""
+    rows = Event.objects.filter(position__gt=after)
+    if stream_ids is not None:
+        rows = rows.filter(stream_id__in=stream_ids)
+    if types:
+        rows = rows.filter(type__in=types)
+    if actor:
+        rows = rows.filter(metadata__actor=actor)
+    if source:
+        rows = rows.filter(metadata__source=source)
+    if since is not None:
+        rows = rows.filter(recorded_at__gte=since)
+    if until is not None:
+        rows = rows.filter(recorded_at__lt=until)
+    return [stored_event_from_row(row) for row in rows.order_by("position")[:limit]]
+
+
+def event_get(*, position: int) -> StoredEvent | None:
+    """One event by its position."""
+    row = Event.objects.filter(position=position).first()
     return stored_event_from_row(row) if row else None

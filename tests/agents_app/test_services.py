@@ -12,7 +12,14 @@ import uuid
 import pytest
 from django.db import connection
 
-from agents_app.exceptions import AgentArchived, AgentNotFound, DocumentInvalid, InvalidCommand, NameTaken
+from agents_app.exceptions import (
+    AgentArchived,
+    AgentNotFound,
+    DocumentInvalid,
+    InvalidCommand,
+    NameTaken,
+    StatusUnchanged,
+)
 from agents_app.models import AgentNameClaim
 from agents_app.selectors import agent_get, revision_get, revision_list
 from agents_app.services import (
@@ -298,7 +305,7 @@ def test_archiving_twice_is_an_invalid_command_and_stores_nothing(commit, contex
     commit(agent_archive, agent_id=agent.agent_id, context=context)
     before = stored_state()
 
-    with pytest.raises(InvalidCommand, match="already archived"):
+    with pytest.raises(StatusUnchanged, match="already archived"):
         commit(agent_archive, agent_id=agent.agent_id, context=context)
 
     assert stored_state() == before
@@ -307,7 +314,7 @@ def test_archiving_twice_is_an_invalid_command_and_stores_nothing(commit, contex
 def test_restoring_an_active_agent_is_an_invalid_command_and_stores_nothing(commit, context, agent):
     before = stored_state()
 
-    with pytest.raises(InvalidCommand, match="already active"):
+    with pytest.raises(StatusUnchanged, match="already active"):
         commit(agent_restore, agent_id=agent.agent_id, context=context)
 
     assert stored_state() == before

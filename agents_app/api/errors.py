@@ -1,0 +1,214 @@
+"""Every API error as `application/problem+json` (RFC 9457): one handler turns domain errors,
+DRF errors and anything unexpected into a problem body; nothing else writes error responses.
+"""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from agents_app.exceptions import (
+    AgentArchived,
+    AgentNotFound,
+    DocumentInvalid,
+    InvalidCommand,
+    InvalidReference,
+    NameTaken,
+    StatusUnchanged,
+)
+from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE = "urn:agent-registry:problem:"
+
+
+class ApiProblem(exceptions.APIException):
+    """An error with a stable problem type and extra members for the problem body."""
+
+    def __init__(self, *, status_code: int, code: str, title: str, detail: str, **extra: Any) -> None:
+        self.status_code = status_code
+        self.code = code
+        self.title = title
+        self.extra = extra
+        super().__init__(detail=detail, code=code)
+
+
+class PreconditionRequired(ApiProblem):
+    def __init__(self) -> None:
+        super().__init__(
+            status_code=428,
+            code="precondition-required",
+            title="If-Match required",
+            detail="send If-Match with the agent's current ETag (or expected_version in the body) so "
+            "that a concurrent change is not overwritten",
+        )
+
+
+class InvalidParameter(ApiProblem):
+    """A malformed query parameter or header: 400 naming it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(
+            status_code=400,
+            code="invalid-parameter",
+            title="Invalid parameter",
+            detail=f"{field}: {message}",
+            errors=[{"field": field, "message": message}],
+        )
+
+
+def problem(
+    *, status_code: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None, **extra
+) -> Response:
+    body = {"type": PROBLEM_TYPE + code, "title": title, "status": status_code, "detail": detail, **extra}
+    return Response(body, status=status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def _flatten(detail: Any, prefix: str = "") -> list[dict[str, Any]]:
+    """DRF's nested validation errors as a flat list of {field, message}."""
+    if isinstance(detail, dict):
+        return [error for key, value in detail.items() for error in _flatten(value, _join(prefix, key))]
+    if isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            return [{"field": prefix or "body", "message": str(item)} for item in detail]
+        return [error for i, item in enumerate(detail) for error in _flatten(item, _join(prefix, str(i)))]
+    return [{"field": prefix or "body", "message": str(detail)}]
+
+
+def _join(prefix: str, key: str) -> str:
+    return key if not prefix or key == "non_field_errors" else f"{prefix}.{key}"
+
+
+def _domain_problem(exc: Exception) -> Response | None:
+    if isinstance(exc, DocumentInvalid):
+        errors = [
+            {"field": p.field, "message": p.message, **({"line": p.line} if p.line else {})}
+            for p in exc.problems
+        ]
+        return problem(
+            status_code=422,
+            code="invalid-document",
+            title="Invalid agent definition",
+            detail=str(exc),
+            errors=errors,
+        )
+    if isinstance(exc, AgentNotFound):
+        return problem(status_code=404, code="not-found", title="Not found", detail=str(exc))
+    if isinstance(exc, InvalidReference):
+        return problem(
+            status_code=400,
+            code="invalid-reference",
+            title="Invalid revision reference",
+            detail=str(exc),
+            errors=[{"field": "ref", "message": str(exc)}],
+        )
+    if isinstance(exc, NameTaken):
+        return problem(status_code=409, code="name-taken", title="Name taken", detail=str(exc))
+    if isinstance(exc, AgentArchived | StatusUnchanged):
+        return problem(
+            status_code=409, code="agent-state", title="Not possible in this state", detail=str(exc)
+        )
+    if isinstance(exc, ConcurrencyConflict):
+        # Views that know who changed the agent raise a richer PreconditionFailed instead.
+        return problem(
+            status_code=412,
+            code="stale-version",
+            title="The agent changed",
+            detail=str(exc),
+            current_version=exc.actual_version,
+        )
+    if isinstance(exc, InvalidCommand | InvalidEvent | EventIdReused):
+        return problem(
+            status_code=422,
+            code="invalid-command",
+            title="Invalid request",
+            detail=str(exc),
+            errors=[{"field": "body", "message": str(exc)}],
+        )
+    return None
+
+
+def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's EXCEPTION_HANDLER: a problem body for every error, a 500 for nothing the client sent."""
+    if (response := _domain_problem(exc)) is not None:
+        return response
+    if isinstance(exc, RequestDataTooBig):
+        return problem(status_code=413, code="too-large", title="Request too large", detail=str(exc))
+    if isinstance(exc, SuspiciousOperation):
+        return problem(status_code=400, code="bad-request", title="Bad request", detail=str(exc))
+    if isinstance(exc, ApiProblem):
+        return problem(
+            status_code=exc.status_code,
+            code=exc.code,
+            title=exc.title,
+            detail=str(exc.detail),
+            **exc.extra,
+        )
+    if isinstance(exc, Http404 | DjangoPermissionDenied | exceptions.APIException):
+        response = exception_handler(exc, context)  # sets WWW-Authenticate, Retry-After, Allow
+        assert response is not None
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name in ("WWW-Authenticate", "Retry-After", "Allow")
+        }
+        if isinstance(exc, exceptions.ValidationError):
+            return problem(
+                status_code=422,
+                code="validation",
+                title="Invalid request body",
+                detail="the request body has errors; see errors",
+                errors=_flatten(exc.detail),
+            )
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else str(response.data)
+        code = getattr(exc, "default_code", "error").replace("_", "-")
+        if isinstance(exc, Http404):
+            code = "not-found"
+        return problem(
+            status_code=response.status_code,
+            code=code,
+            title=_title(response.status_code),
+            detail=str(detail),
+            headers=headers,
+        )
+    request = context.get("request")
+    logger.exception(
+        "unexpected error in %s", getattr(request, "path", "?"), extra={"request_id": _request_id(request)}
+    )
+    return problem(
+        status_code=500,
+        code="internal",
+        title="Internal error",
+        detail="the server failed; the error was logged",
+        request_id=_request_id(request),
+    )
+
+
+def _title(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"
+
+
+def _request_id(request: Any) -> str | None:
+    return getattr(request, "request_id", None)
+
+
+def problem_json(request: HttpRequest, *, status_code: int, code: str, detail: str) -> JsonResponse:
+    """A problem response outside DRF views (unknown URLs, server errors)."""
+    body = {
+        "type": PROBLEM_TYPE + code,
+        "title": _title(status_code),
+        "status": status_code,
+        "detail": detail,
+    }
+    return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)

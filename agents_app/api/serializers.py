@@ -1,0 +1,167 @@
+"""Shapes of API bodies shared by several views (each view nests its own Input serializer)."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from agents_app.models import AgentCurrent, AgentRevision
+from agents_app.services import MAX_REASON
+
+reason_field = serializers.CharField(
+    max_length=MAX_REASON, required=False, allow_blank=True, default="", help_text="Why (the change message)."
+)
+
+
+class AgentOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField(help_text="The agent's id; never changes, even when the name does.")
+    name = serializers.CharField()
+    revision = serializers.IntegerField(help_text="The content version shown (1..N).")
+    latest_revision = serializers.IntegerField()
+    stream_version = serializers.IntegerField(help_text="Counts every event; the ETag.")
+    status = serializers.ChoiceField(choices=AgentCurrent.Status.choices)
+    content = serializers.CharField(help_text="The exact stored file.")
+    sha256 = serializers.CharField()
+    frontmatter = serializers.DictField()
+    body = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+    model = serializers.CharField(allow_blank=True)
+    tools = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="Declared tools; null: every tool."
+    )
+    labels = serializers.DictField(child=serializers.IntegerField(), help_text="label -> revision")
+    warnings = serializers.ListField(child=serializers.CharField())
+    created_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_by = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+
+
+def agent_payload(agent: AgentCurrent, shown: AgentRevision | None = None) -> dict[str, Any]:
+    """The agent as the API shows it: current state, with the content of `shown` if given."""
+    source: AgentCurrent | AgentRevision = shown or agent
+    return {
+        "id": agent.agent_id,
+        "name": source.name,
+        "revision": shown.revision if shown else agent.revision,
+        "latest_revision": agent.revision,
+        "stream_version": agent.stream_version,
+        "status": agent.status,
+        "content": source.content,
+        "sha256": source.sha256,
+        "frontmatter": source.frontmatter,
+        "body": source.body,
+        "description": source.description,
+        "model": source.model,
+        "tools": source.tools,
+        "labels": agent.labels,
+        "warnings": source.warnings,
+        "created_by": agent.created_by,
+        "created_at": agent.created_at,
+        "updated_by": agent.updated_by,
+        "updated_at": agent.updated_at,
+    }
+
+
+class AgentSummarySerializer(serializers.Serializer):
+    """One row of a list: everything but the content."""
+
+    id = serializers.UUIDField(source="agent_id")
+    name = serializers.CharField()
+    revision = serializers.IntegerField()
+    status = serializers.CharField()
+    description = serializers.CharField()
+    model = serializers.CharField()
+    tools = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    labels = serializers.DictField(child=serializers.IntegerField())
+    sha256 = serializers.CharField()
+    updated_by = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+
+
+class AgentAtSerializer(serializers.Serializer):
+    """One row of `GET /agents/?at=`: the revision that was current then."""
+
+    id = serializers.UUIDField(source="agent_id")
+    name = serializers.CharField()
+    revision = serializers.IntegerField()
+    description = serializers.CharField()
+    model = serializers.CharField()
+    tools = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    sha256 = serializers.CharField()
+    actor = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+
+
+class RevisionSummarySerializer(serializers.Serializer):
+    revision = serializers.IntegerField()
+    name = serializers.CharField()
+    event_type = serializers.CharField()
+    reverted_to = serializers.IntegerField(allow_null=True)
+    sha256 = serializers.CharField()
+    actor = serializers.CharField()
+    reason = serializers.CharField(allow_blank=True)
+    source = serializers.CharField()
+    recorded_at = serializers.DateTimeField()
+    occurred_at = serializers.DateTimeField()
+    changed_keys = serializers.ListField(child=serializers.CharField())
+    lines_added = serializers.IntegerField()
+    lines_removed = serializers.IntegerField()
+
+
+class RevisionDetailSerializer(RevisionSummarySerializer):
+    content = serializers.CharField()
+    frontmatter = serializers.DictField()
+    body = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+    model = serializers.CharField(allow_blank=True)
+    tools = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class DiffSideSerializer(serializers.Serializer):
+    agent = serializers.CharField()
+    revision = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    actor = serializers.CharField()
+    recorded_at = serializers.DateTimeField()
+
+
+class DiffOutputSerializer(serializers.Serializer):
+    """The JSON diff (API.md, "Diff")."""
+
+    from_ = DiffSideSerializer()
+    to = DiffSideSerializer()
+    identical = serializers.BooleanField()
+    frontmatter = serializers.DictField(help_text="added, removed and changed keys")
+    tools = serializers.DictField(help_text="added, removed, from_all, to_all")
+    body = serializers.DictField(help_text="additions, deletions, unified")
+    warnings = serializers.ListField(child=serializers.DictField())
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+
+class EventSerializer(serializers.Serializer):
+    position = serializers.IntegerField()
+    event_id = serializers.UUIDField()
+    stream_id = serializers.UUIDField()
+    stream_version = serializers.IntegerField()
+    type = serializers.CharField()
+    schema_version = serializers.IntegerField()
+    data = serializers.DictField()
+    metadata = serializers.DictField()
+    recorded_at = serializers.DateTimeField()
+    hash = serializers.CharField()
+    previous_hash = serializers.CharField(allow_null=True, required=False)
+
+
+class ProblemSerializer(serializers.Serializer):
+    """An error (RFC 9457)."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    errors = serializers.ListField(child=serializers.DictField(), required=False)

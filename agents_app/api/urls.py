@@ -1,0 +1,30 @@
+"""Routes of REST API v1 (API.md)."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from agents_app.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("agents/", views.AgentsApi.as_view(), name="agents"),
+    path("agents/<str:name>/", views.AgentApi.as_view(), name="agent"),
+    path("agents/<str:name>/restore/", views.AgentRestoreApi.as_view(), name="agent-restore"),
+    path("agents/<str:name>/revert/", views.AgentRevertApi.as_view(), name="agent-revert"),
+    path("agents/<str:name>/revisions/", views.RevisionListApi.as_view(), name="revisions"),
+    path("agents/<str:name>/revisions/<int:revision>/", views.RevisionApi.as_view(), name="revision"),
+    path("agents/<str:name>/diff/", views.AgentDiffApi.as_view(), name="agent-diff"),
+    path("agents/<str:name>/blame/", views.AgentBlameApi.as_view(), name="agent-blame"),
+    path("agents/<str:name>/labels/", views.AgentLabelsApi.as_view(), name="labels"),
+    path("agents/<str:name>/labels/<str:label>/", views.AgentLabelApi.as_view(), name="label"),
+    path("diff/", views.CrossDiffApi.as_view(), name="diff"),
+    path("events/", views.EventListApi.as_view(), name="events"),
+    path("events/<int:position>/", views.EventApi.as_view(), name="event"),
+    path("projections/", views.ProjectionListApi.as_view(), name="projections"),
+    path("projections/<str:name>/rebuild/", views.ProjectionRebuildApi.as_view(), name="projection-rebuild"),
+    path("healthz", views.HealthApi.as_view(), name="healthz"),
+    path("readyz", views.ReadyApi.as_view(), name="readyz"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]

@@ -1,0 +1,490 @@
+"""Diffs between two revisions of agent definitions: JSON summary, unified patch, side-by-side HTML.
+
+Pure functions over `DiffSide` values, no database: the REST API, the `agent_diff` command
+and the admin all build two sides from revision rows and call the same renderer, so the
+three can never disagree about what changed (API.md, "Diff").
+
+Lines are split on "\\n" only and keep their endings, because that is what `patch` and
+`git apply` count as a line: `str.splitlines()` would also break on "\\r", "\\x0c",
+"\\u2028"... and the hunks would no longer apply to the stored bytes.
+"""
+
+import datetime as dt
+import difflib
+import html
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.utils.safestring import SafeString, mark_safe
+
+CONTEXT_LINES = 3
+
+NO_NEWLINE_MARKER = "\\ No newline at end of file\n"
+
+# From strict to loose; Claude Code treats a missing permissionMode as "default".
+PERMISSION_MODES = ("plan", "default", "acceptEdits", "bypassPermissions")
+DEFAULT_PERMISSION_MODE = "default"
+
+# SequenceMatcher is quadratic on characters; past this a replaced line is highlighted whole
+# instead of character by character, so one huge description line cannot stall a request.
+INTRALINE_MAX_CHARS = 5000
+
+DIFF_CSS = """
+.agent-diff-view { font-size: 13px; }
+.agent-diff-warnings { margin: 0 0 1em; padding: 0.5em 1em 0.5em 2em; background: #fff4e5;
+  border: 1px solid #f0b37e; border-radius: 4px; }
+.agent-diff-warnings code { font-weight: bold; }
+.agent-diff-identical { color: #555; font-style: italic; }
+table.agent-diff-frontmatter, table.agent-diff { border-collapse: collapse; width: 100%; margin-bottom: 1em; }
+table.agent-diff-frontmatter th, table.agent-diff-frontmatter td { border: 1px solid #ddd;
+  padding: 2px 6px; vertical-align: top; text-align: left; }
+table.agent-diff-frontmatter td.value { font-family: monospace; white-space: pre-wrap;
+  word-break: break-word; }
+table.agent-diff-frontmatter tr.added td.new, table.agent-diff-frontmatter tr.changed td.new
+  { background: #e6ffec; }
+table.agent-diff-frontmatter tr.removed td.old, table.agent-diff-frontmatter tr.changed td.old
+  { background: #ffebe9; }
+table.agent-diff { table-layout: fixed; font-family: monospace; }
+table.agent-diff col.lineno { width: 4em; }
+table.agent-diff th { background: #f6f8fa; text-align: left; padding: 4px 6px; }
+table.agent-diff td { padding: 0 6px; vertical-align: top; }
+table.agent-diff td.lineno { color: #888; text-align: right; user-select: none; }
+table.agent-diff td.text { white-space: pre-wrap; word-break: break-word; }
+table.agent-diff tr.delete td.old, table.agent-diff tr.replace td.old { background: #ffebe9; }
+table.agent-diff tr.insert td.new, table.agent-diff tr.replace td.new { background: #e6ffec; }
+table.agent-diff tr.skip td { background: #f1f8ff; color: #555; text-align: center; }
+table.agent-diff del { background: #ffc0c0; text-decoration: none; }
+table.agent-diff ins { background: #abf2bc; text-decoration: none; }
+table.agent-diff .eol { color: #aaa; }
+""".strip()
+
+
+class RevisionLike(Protocol):
+    """What `DiffSide.from_revision` reads: `agents_app.models.AgentRevision` or a look-alike."""
+
+    name: str
+    revision: int
+    content: str
+    sha256: str
+    actor: str
+    recorded_at: dt.datetime
+    frontmatter: dict[str, Any]
+    body: str
+    tools: list[str] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffSide:
+    """One side of a diff: a revision's exact text, its parsed view, and who stored it when."""
+
+    agent: str
+    revision: int
+    content: str
+    sha256: str
+    actor: str
+    recorded_at: dt.datetime
+    frontmatter: dict[str, Any]
+    body: str
+    tools: list[str] | None  # None: no `tools` key, so every tool is granted
+
+    @classmethod
+    def from_revision(cls, row: RevisionLike) -> "DiffSide":
+        return cls(
+            agent=row.name,
+            revision=row.revision,
+            content=row.content,
+            sha256=row.sha256,
+            actor=row.actor,
+            recorded_at=row.recorded_at,
+            frontmatter=dict(row.frontmatter),
+            body=row.body,
+            tools=None if row.tools is None else list(row.tools),
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.agent}@{self.revision}"
+
+
+# ---------------------------------------------------------------------------------------
+# Lines and hunks
+# ---------------------------------------------------------------------------------------
+
+
+def _lines(text: str) -> list[str]:
+    """Lines as patch sees them: split on "\\n" only, endings kept, no empty last line."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _range(start: int, stop: int) -> str:
+    """A hunk range as GNU diff writes it (`3` for one line, `2,0` for none, after line 2)."""
+    length = stop - start
+    first = start + 1
+    if length == 1:
+        return str(first)
+    if not length:
+        # an empty range names the line *before* the change, as `diff -u` does
+        first -= 1
+    return f"{first},{length}"
+
+
+def _patch_line(prefix: str, line: str) -> str:
+    if line.endswith("\n"):
+        return prefix + line
+    # Without the marker, patch and git apply would add a newline the file never had.
+    return prefix + line + "\n" + NO_NEWLINE_MARKER
+
+
+def _hunks(old_lines: list[str], new_lines: list[str]) -> Iterator[str]:
+    """Unified-diff hunks (no file headers), each output line ending in "\\n"."""
+    # autojunk would treat frequent lines (blank lines in a long prompt) as noise and give
+    # needlessly large hunks; the documents are size-limited, so the full comparison is cheap.
+    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
+    for group in matcher.get_grouped_opcodes(CONTEXT_LINES):
+        first, last = group[0], group[-1]
+        yield f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n"
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                for line in old_lines[i1:i2]:
+                    yield _patch_line(" ", line)
+                continue
+            for line in old_lines[i1:i2]:
+                yield _patch_line("-", line)
+            for line in new_lines[j1:j2]:
+                yield _patch_line("+", line)
+
+
+def unified_diff(*, old: DiffSide, new: DiffSide) -> str:
+    """The raw files as a unified diff that `patch -p1` and `git apply` turn old into new exactly."""
+    if old.content == new.content:
+        return ""
+    hunks = "".join(_hunks(_lines(old.content), _lines(new.content)))
+    return f"--- a/{old.agent}.md\n+++ b/{new.agent}.md\n{hunks}"
+
+
+# ---------------------------------------------------------------------------------------
+# The JSON summary
+# ---------------------------------------------------------------------------------------
+
+
+def _side_summary(side: DiffSide) -> dict[str, Any]:
+    return {
+        "agent": side.agent,
+        "revision": side.revision,
+        "sha256": side.sha256,
+        "actor": side.actor,
+        "recorded_at": side.recorded_at.isoformat(),
+    }
+
+
+def _same_tool_grant(old: DiffSide, new: DiffSide) -> bool:
+    if old.tools is None or new.tools is None:
+        return old.tools is None and new.tools is None
+    return set(old.tools) == set(new.tools)
+
+
+def _frontmatter_changes(old: DiffSide, new: DiffSide) -> dict[str, dict[str, Any]]:
+    before, after = old.frontmatter, new.frontmatter
+    # `tools: Read, Bash` and `tools: [Bash, Read]` grant the same: a respelling is not a change.
+    ignored = {"tools"} if _same_tool_grant(old, new) else set()
+    return {
+        "added": {key: value for key, value in after.items() if key not in before and key not in ignored},
+        "removed": {key: value for key, value in before.items() if key not in after and key not in ignored},
+        "changed": {
+            key: {"from": value, "to": after[key]}
+            for key, value in before.items()
+            if key in after and after[key] != value and key not in ignored
+        },
+    }
+
+
+def _tool_changes(old: DiffSide, new: DiffSide) -> dict[str, Any]:
+    # A side without a `tools` key declares nothing (though it is granted everything).
+    before, after = set(old.tools or ()), set(new.tools or ())
+    return {
+        "added": sorted(after - before),
+        "removed": sorted(before - after),
+        "from_all": old.tools is None,
+        "to_all": new.tools is None,
+    }
+
+
+def _tool_names(value: Any) -> set[str]:
+    """A tool list as frontmatter spells it: a comma-separated string or a list."""
+    if isinstance(value, str):
+        return {part.strip() for part in value.split(",") if part.strip()}
+    if isinstance(value, list):
+        return {str(item).strip() for item in value if str(item).strip()}
+    return set()
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(not set)"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _warning(code: str, detail: str) -> dict[str, str]:
+    return {"code": code, "detail": detail}
+
+
+def _permission_warnings(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, str]]:
+    old_mode = before.get("permissionMode", DEFAULT_PERMISSION_MODE)
+    new_mode = after.get("permissionMode", DEFAULT_PERMISSION_MODE)
+    if old_mode == new_mode:
+        return []
+    detail = f"{_shown(old_mode)} -> {_shown(new_mode)}"
+    if old_mode in PERMISSION_MODES and new_mode in PERMISSION_MODES:
+        if PERMISSION_MODES.index(new_mode) > PERMISSION_MODES.index(old_mode):
+            return [_warning("permission_mode_loosened", detail)]
+        return []  # tightened
+    # A mode this registry does not know could be anything, so a reviewer should look.
+    return [_warning("permission_mode_changed", detail)]
+
+
+def _warnings(old: DiffSide, new: DiffSide, tools: dict[str, Any]) -> list[dict[str, str]]:
+    """Changes that widen what the agent may do, in a fixed order."""
+    before, after = old.frontmatter, new.frontmatter
+    warnings: list[dict[str, str]] = []
+    if old.tools is not None and new.tools is not None:
+        warnings += [_warning("tool_added", tool) for tool in tools["added"]]
+    elif old.tools is not None and new.tools is None:
+        warnings.append(_warning("tools_removed", "no tools key: every tool is granted"))
+    # From no tools key to a list narrows the agent: not a warning.
+    for tool in sorted(
+        _tool_names(before.get("disallowedTools")) - _tool_names(after.get("disallowedTools"))
+    ):
+        warnings.append(_warning("disallowed_tool_removed", tool))
+    warnings += _permission_warnings(before, after)
+    for key, code in (("hooks", "hooks_changed"), ("mcpServers", "mcp_servers_changed")):
+        if key in after and key not in before:
+            warnings.append(_warning(code, f"{key} added"))
+        elif key in after and after[key] != before[key]:
+            warnings.append(_warning(code, f"{key} changed"))
+    if before.get("model") != after.get("model"):
+        warnings.append(
+            _warning("model_changed", f"{_shown(before.get('model'))} -> {_shown(after.get('model'))}")
+        )
+    return warnings
+
+
+def _body_changes(old: DiffSide, new: DiffSide) -> dict[str, Any]:
+    hunks = list(_hunks(_lines(old.body), _lines(new.body)))
+    # Counted from the hunks themselves so the numbers always match the text shown beside them.
+    return {
+        "additions": sum(1 for line in hunks if line.startswith("+")),
+        "deletions": sum(1 for line in hunks if line.startswith("-")),
+        "unified": "".join(hunks),
+    }
+
+
+def revision_diff(*, old: DiffSide, new: DiffSide) -> dict[str, Any]:
+    """The JSON diff of API.md: sides, frontmatter, tools, body hunks and widening warnings."""
+    tools = _tool_changes(old, new)
+    return {
+        "from": _side_summary(old),
+        "to": _side_summary(new),
+        "identical": old.content == new.content,
+        "frontmatter": _frontmatter_changes(old, new),
+        "tools": tools,
+        "body": _body_changes(old, new),
+        "warnings": _warnings(old, new, tools),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Side-by-side HTML
+# ---------------------------------------------------------------------------------------
+
+
+def _text_html(text: str) -> str:
+    # A CR is invisible in a browser, yet LF -> CRLF is a real change of the bytes.
+    return html.escape(text).replace("\r", '<span class="eol">\u240d</span>')
+
+
+def _line_html(line: str, inner: str | None = None) -> str:
+    """One file line as HTML (its "\\n" dropped, a missing final newline shown)."""
+    text = line[:-1] if line.endswith("\n") else line
+    shown = _text_html(text) if inner is None else inner
+    if not line.endswith("\n"):
+        shown += '<span class="eol">\u2205 no newline at end of file</span>'
+    return shown
+
+
+def _intraline(old_line: str, new_line: str) -> tuple[str, str]:
+    """Both lines as HTML with the changed characters wrapped in <del> and <ins>."""
+    old_text = old_line[:-1] if old_line.endswith("\n") else old_line
+    new_text = new_line[:-1] if new_line.endswith("\n") else new_line
+    if len(old_text) + len(new_text) > INTRALINE_MAX_CHARS:
+        opcodes = [("replace", 0, len(old_text), 0, len(new_text))]
+    else:
+        opcodes = difflib.SequenceMatcher(None, old_text, new_text, autojunk=False).get_opcodes()
+    old_parts: list[str] = []
+    new_parts: list[str] = []
+    for tag, i1, i2, j1, j2 in opcodes:
+        if tag == "equal":
+            old_parts.append(_text_html(old_text[i1:i2]))
+            new_parts.append(_text_html(new_text[j1:j2]))
+            continue
+        if i2 > i1:
+            old_parts.append(f"<del>{_text_html(old_text[i1:i2])}</del>")
+        if j2 > j1:
+            new_parts.append(f"<ins>{_text_html(new_text[j1:j2])}</ins>")
+    return _line_html(old_line, "".join(old_parts)), _line_html(new_line, "".join(new_parts))
+
+
+def _row(kind: str, old_number: int | None, old_html: str, new_number: int | None, new_html: str) -> str:
+    def cells(number: int | None, text: str, side: str) -> str:
+        if number is None:
+            return f'<td class="lineno"></td><td class="text {side} empty"></td>'
+        return f'<td class="lineno">{number}</td><td class="text {side}">{text}</td>'
+
+    return f'<tr class="{kind}">{cells(old_number, old_html, "old")}{cells(new_number, new_html, "new")}</tr>'
+
+
+def _skip_row(count: int) -> str:
+    unit = "line" if count == 1 else "lines"
+    return f'<tr class="skip"><td colspan="4">\u22ef {count} unchanged {unit}</td></tr>'
+
+
+def _equal_rows(
+    old_lines: list[str], new_lines: list[str], i1: int, i2: int, j1: int, *, first: bool, last: bool
+) -> list[str]:
+    """An unchanged run, with its middle folded away when it is longer than the context needs."""
+    keep_head = 0 if first else CONTEXT_LINES
+    keep_tail = 0 if last else CONTEXT_LINES
+    length = i2 - i1
+    shown = list(range(length))
+    hidden = length - keep_head - keep_tail
+    # Folding one or two lines would save nothing and hide text.
+    if hidden >= 2:
+        shown = [*range(keep_head), *range(length - keep_tail, length)]
+    rows: list[str] = []
+    previous = -1
+    for offset in shown:
+        if offset != previous + 1:
+            rows.append(_skip_row(offset - previous - 1))
+        rows.append(
+            _row(
+                "equal",
+                i1 + offset + 1,
+                _line_html(old_lines[i1 + offset]),
+                j1 + offset + 1,
+                _line_html(new_lines[j1 + offset]),
+            )
+        )
+        previous = offset
+    if previous != length - 1:
+        rows.append(_skip_row(length - 1 - previous))
+    return rows
+
+
+def _file_rows(old_lines: list[str], new_lines: list[str]) -> list[str]:
+    opcodes = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_opcodes()
+    rows: list[str] = []
+    for index, (tag, i1, i2, j1, j2) in enumerate(opcodes):
+        if tag == "equal":
+            rows += _equal_rows(
+                old_lines, new_lines, i1, i2, j1, first=index == 0, last=index == len(opcodes) - 1
+            )
+            continue
+        paired = min(i2 - i1, j2 - j1) if tag == "replace" else 0
+        for offset in range(paired):
+            old_html, new_html = _intraline(old_lines[i1 + offset], new_lines[j1 + offset])
+            rows.append(_row("replace", i1 + offset + 1, old_html, j1 + offset + 1, new_html))
+        for number in range(i1 + paired, i2):
+            rows.append(_row("delete", number + 1, _line_html(old_lines[number]), None, ""))
+        for number in range(j1 + paired, j2):
+            rows.append(_row("insert", None, "", number + 1, _line_html(new_lines[number])))
+    return rows
+
+
+def _value_html(value: Any) -> str:
+    return html.escape(
+        json.dumps(value, ensure_ascii=False, indent=1) if not isinstance(value, str) else value
+    )
+
+
+def _frontmatter_html(old: DiffSide, new: DiffSide, summary: dict[str, Any]) -> str:
+    changes = summary["frontmatter"]
+    rows = [
+        *(
+            f'<tr class="added"><th>{html.escape(key)}</th><td>added</td><td class="value old"></td>'
+            f'<td class="value new">{_value_html(value)}</td></tr>'
+            for key, value in changes["added"].items()
+        ),
+        *(
+            f'<tr class="removed"><th>{html.escape(key)}</th><td>removed</td>'
+            f'<td class="value old">{_value_html(value)}</td><td class="value new"></td></tr>'
+            for key, value in changes["removed"].items()
+        ),
+        *(
+            f'<tr class="changed"><th>{html.escape(key)}</th><td>changed</td>'
+            f'<td class="value old">{_value_html(change["from"])}</td>'
+            f'<td class="value new">{_value_html(change["to"])}</td></tr>'
+            for key, change in changes["changed"].items()
+        ),
+    ]
+    tools = summary["tools"]
+    if tools["added"] or tools["removed"] or tools["from_all"] != tools["to_all"]:
+        rows.append(
+            '<tr class="changed tools"><th>tools (granted)</th><td>changed</td>'
+            f'<td class="value old">{_granted_html(old.tools, tools["removed"], "del")}</td>'
+            f'<td class="value new">{_granted_html(new.tools, tools["added"], "ins")}</td></tr>'
+        )
+    if not rows:
+        return ""
+    return (
+        '<table class="agent-diff-frontmatter"><thead><tr><th>frontmatter</th><th>change</th>'
+        f"<th>{html.escape(old.label)}</th><th>{html.escape(new.label)}</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _granted_html(tools: list[str] | None, marked: list[str], element: str) -> str:
+    """The tools one side grants, those that differ from the other side wrapped in `element`."""
+    if tools is None:
+        return "every tool (no tools key)"
+    return ", ".join(
+        f"<{element}>{html.escape(tool)}</{element}>" if tool in marked else html.escape(tool)
+        for tool in sorted(tools)
+    )
+
+
+def _warnings_html(warnings: list[dict[str, str]]) -> str:
+    if not warnings:
+        return ""
+    items = "".join(
+        f'<li class="agent-diff-warning {code}"><code>{code}</code> {html.escape(item["detail"])}</li>'
+        for item in warnings
+        for code in [html.escape(item["code"])]
+    )
+    return f'<ul class="agent-diff-warnings">{items}</ul>'
+
+
+def html_diff(*, old: DiffSide, new: DiffSide) -> SafeString:
+    """A side-by-side HTML fragment (warnings, frontmatter table, line table); see DIFF_CSS."""
+    summary = revision_diff(old=old, new=new)
+    identical = (
+        '<p class="agent-diff-identical">The two revisions are identical.</p>' if summary["identical"] else ""
+    )
+    table = (
+        '<table class="agent-diff">'
+        '<colgroup><col class="lineno"><col class="text"><col class="lineno"><col class="text"></colgroup>'
+        f'<thead><tr><th colspan="2">{html.escape(old.label)}</th>'
+        f'<th colspan="2">{html.escape(new.label)}</th></tr></thead>'
+        f"<tbody>{''.join(_file_rows(_lines(old.content), _lines(new.content)))}</tbody></table>"
+    )
+    fragment = (
+        f'<div class="agent-diff-view">{_warnings_html(summary["warnings"])}{identical}'
+        f"{_frontmatter_html(old, new, summary)}{table}</div>"
+    )
+    # Safe by construction: every piece of text taken from the documents went through
+    # html.escape above; the admin can put the fragment into a template as it is.
+    return mark_safe(fragment)  # noqa: S308
