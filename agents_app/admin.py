@@ -1,12 +1,589 @@
-"""Admin of agents_app."""
+"""Admin of agents_app: agents edited as raw files through the services, their history,
+comparisons, reverts and labels; and API tokens.
+
+The agent pages sit over the `agents.current` view but never write it: every save calls a
+service, which appends events, and the projections update the view.
+"""
+
+import json
+import uuid
+from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
+from django.core import signing
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
-from agents_app.models import ApiToken
+from agents_app import services
+from agents_app.diff import DIFF_CSS, DiffSide, html_diff, revision_diff
+from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand
+from agents_app.models import AgentCurrent, ApiToken
+from agents_app.selectors import agents_current, revision_get, revision_list
 from agents_app.tokens import MAX_DAYS, MIN_DAYS, api_token_create, api_token_revoke, api_token_state
+from events.exceptions import ConcurrencyConflict
+from events.selectors import stream_read
+
+admin.site.site_header = "agent-registry"
+admin.site.site_title = "agent-registry"
+admin.site.index_title = "Agents, their history and the event log"
+
+VIEW = "agents_app.view_agent"
+CHANGE = "agents_app.change_agent"
+ARCHIVE = "agents_app.archive_agent"
+PUBLISH = "agents_app.publish_agent"
+EDITOR_ROWS = 30
+
+
+# ------------------------------------------------------------------------------
+# Agents
+# ------------------------------------------------------------------------------
+class AgentFileForm(forms.Form):
+    """The raw file, the reason, and the version the editor opened (signed, so it cannot be forged)."""
+
+    content = forms.CharField(
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": EDITOR_ROWS, "class": "agent-editor", "spellcheck": "false"}),
+        help_text="The whole agent file: frontmatter between --- lines, then the body.",
+    )
+    reason = forms.CharField(
+        max_length=services.MAX_REASON,
+        widget=forms.TextInput(attrs={"size": 80}),
+        help_text="Why you make this change: it is kept with the revision for everyone to see.",
+    )
+    opened = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def content_for(self, existing: str | None) -> str:
+        """The submitted file with the line endings the agent already uses.
+
+        Browsers send every textarea line ending as CRLF; taken as is, a one-word edit of an
+        LF file would change every line of it.
+        """
+        content = self.cleaned_data["content"].replace("\r\n", "\n")
+        if existing is not None and "\r\n" in existing:
+            content = content.replace("\n", "\r\n")
+        return content
+
+    def opened_version(self, agent_id: uuid.UUID) -> tuple[int, int]:
+        """(stream version, revision) the form was opened at; a forged value is refused."""
+        try:
+            version, revision = signing.loads(self.cleaned_data["opened"], salt=f"agent-edit:{agent_id}")
+        except (signing.BadSignature, ValueError, TypeError):
+            raise forms.ValidationError(
+                "The form is damaged; reload the page and make your change again."
+            ) from None
+        return int(version), int(revision)
+
+
+def opened_token(agent: AgentCurrent) -> str:
+    return signing.dumps([agent.stream_version, agent.revision], salt=f"agent-edit:{agent.agent_id}")
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=services.MAX_REASON,
+        widget=forms.TextInput(attrs={"size": 80}),
+        help_text="Why: kept with the change.",
+    )
+
+
+class LabelForm(forms.Form):
+    label = forms.RegexField(
+        regex=services.LABEL_PATTERN.pattern + r"\Z",
+        max_length=64,
+        help_text="e.g. production or staging: lowercase letters, digits, '.', '_' or '-'.",
+    )
+    revision = forms.IntegerField(
+        min_value=0, help_text="The revision the label points at; 0 removes the label."
+    )
+    reason = forms.CharField(
+        max_length=services.MAX_REASON, required=False, widget=forms.TextInput(attrs={"size": 80})
+    )
+
+
+def _apply_problems(form: forms.Form, exc: AgentError) -> None:
+    """Put a domain error next to the field it concerns, with its line number."""
+    if isinstance(exc, DocumentInvalid):
+        for problem in exc.problems:
+            where = f"line {problem.line}: " if problem.line else ""
+            form.add_error("content", f"{where}{problem.field}: {problem.message}")
+    else:
+        form.add_error(None, str(exc))
+
+
+class ToolFilter(admin.SimpleListFilter):
+    title = "tool"
+    parameter_name = "tool"
+
+    def lookups(self, request, model_admin):
+        tools: set[str] = set()
+        for declared in (
+            model_admin.get_queryset(request).exclude(tools=None).values_list("tools", flat=True)[:5000]
+        ):
+            tools.update(declared or [])
+        return [(tool, tool) for tool in sorted(tools)[:100]]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(tools__icontains=json.dumps(self.value()))
+        return queryset
+
+
+class LabelFilter(admin.SimpleListFilter):
+    title = "label"
+    parameter_name = "label"
+
+    def lookups(self, request, model_admin):
+        labels: set[str] = set()
+        for assigned in (
+            model_admin.get_queryset(request).exclude(labels={}).values_list("labels", flat=True)[:5000]
+        ):
+            labels.update(assigned)
+        return [(label, label) for label in sorted(labels)[:100]]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(labels__has_key=self.value()) if self.value() else queryset
+
+
+class ModelFilter(admin.SimpleListFilter):
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request, model_admin):
+        models = model_admin.get_queryset(request).exclude(model="").values_list("model", flat=True)
+        return [(model, model) for model in models.order_by("model").distinct()[:50]]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(model=self.value()) if self.value() else queryset
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """Active agents by default; archived ones under their own filter, where they can be restored."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("archived", "Archived"), ("all", "All")]
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Active",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(status="archived" if self.value() == "archived" else "active")
+
+
+class AgentChangeList(ChangeList):
+    def url_for_result(self, result: AgentCurrent) -> str:
+        # Rows of the view are rebuilt with new primary keys; the agent id is forever.
+        return reverse("admin:agents_app_agentcurrent_change", args=[result.agent_id])
+
+
+@admin.register(AgentCurrent)
+class AgentAdmin(admin.ModelAdmin):
+    """Agents as people edit them: the raw file, a reason, and the full history."""
+
+    list_display = [
+        "name",
+        "model",
+        "tool_list",
+        "revision",
+        "status",
+        "label_list",
+        "updated_by",
+        "updated_at",
+    ]
+    list_filter = [StatusFilter, ModelFilter, ToolFilter, LabelFilter]
+    search_fields = ["name", "description"]
+    ordering = ["name"]
+    list_per_page = 50
+    # No COUNT(*) over the whole view for every page: 10,000 agents page just as fast.
+    show_full_result_count = False
+
+    # -- permissions: the agent permissions, not Django's per-model defaults --------------------
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(VIEW)
+
+    def has_add_permission(self, request):
+        return request.user.has_perm(CHANGE)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm(CHANGE)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # archiving is a command with a reason, on its own page
+
+    def has_module_permission(self, request):
+        return request.user.has_perm(VIEW)
+
+    def get_actions(self, request):
+        return {}
+
+    # -- the list --------------------------------------------------------------------------------
+    def get_queryset(self, request):
+        return agents_current()
+
+    def get_changelist(self, request, **kwargs):
+        return AgentChangeList
+
+    @admin.display(description="tools")
+    def tool_list(self, agent: AgentCurrent) -> str:
+        return "all" if agent.tools is None else ", ".join(agent.tools)
+
+    @admin.display(description="labels")
+    def label_list(self, agent: AgentCurrent) -> str:
+        return ", ".join(f"{label}→{revision}" for label, revision in agent.labels.items())
+
+    # -- pages -----------------------------------------------------------------------------------
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        name = "agents_app_agentcurrent"
+        return [
+            path("<uuid:agent_id>/compare/", view(self.compare_view), name=f"{name}_compare"),
+            path(
+                "<uuid:agent_id>/revisions/<int:revision>/raw/",
+                view(self.raw_view),
+                name=f"{name}_raw",
+            ),
+            path(
+                "<uuid:agent_id>/revisions/<int:revision>/revert/",
+                view(self.revert_view),
+                name=f"{name}_revert",
+            ),
+            path("<uuid:agent_id>/archive/", view(self.archive_view), name=f"{name}_archive"),
+            path("<uuid:agent_id>/restore/", view(self.restore_view), name=f"{name}_restore"),
+            path("<uuid:agent_id>/labels/", view(self.labels_view), name=f"{name}_labels"),
+            *super().get_urls(),
+        ]
+
+    def _agent(self, request, agent_id) -> AgentCurrent:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            agent_uuid = agent_id if isinstance(agent_id, uuid.UUID) else uuid.UUID(str(agent_id))
+        except ValueError:
+            raise Http404("no such agent") from None
+        agent = agents_current().filter(agent_id=agent_uuid).first()
+        if agent is None:
+            raise Http404("no such agent")
+        return agent
+
+    def _context(self, request, agent: AgentCurrent | None, title: str, **extra: Any) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            "agent": agent,
+            "diff_css": DIFF_CSS,
+            "can_change": self.has_change_permission(request),
+            "can_archive": request.user.has_perm(ARCHIVE),
+            "can_publish": request.user.has_perm(PUBLISH),
+            **extra,
+        }
+
+    def _context_for(self, request) -> services.ChangeContext:
+        return services.ChangeContext(
+            actor=request.user.get_username(),
+            source="admin",
+            reason="",
+            request_id=getattr(request, "request_id", None),
+        )
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = AgentFileForm(request.POST or None, initial={"content": NEW_AGENT_TEMPLATE})
+        if request.method == "POST" and form.is_valid():
+            context = self._context_for(request)
+            try:
+                change = services.agent_create(
+                    content=form.content_for(None),
+                    context=_with_reason(context, form.cleaned_data["reason"]),
+                )
+            except AgentError as exc:
+                _apply_problems(form, exc)
+            else:
+                messages.success(request, f"Created {change.name} (revision 1).")
+                return HttpResponseRedirect(
+                    reverse("admin:agents_app_agentcurrent_change", args=[change.agent_id])
+                )
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/edit.html",
+            self._context(request, None, "Add agent", form=form, adding=True),
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        agent = self._agent(request, object_id)
+        can_change = self.has_change_permission(request) and agent.status == "active"
+        conflict = None
+        if request.method == "POST":
+            if not can_change:
+                raise PermissionDenied
+            form = AgentFileForm(request.POST)
+            if form.is_valid():
+                try:
+                    version, revision = form.opened_version(agent.agent_id)
+                    change = services.agent_revise(
+                        agent_id=agent.agent_id,
+                        content=form.content_for(agent.content),
+                        context=_with_reason(self._context_for(request), form.cleaned_data["reason"]),
+                        expected_version=version,
+                    )
+                except forms.ValidationError as exc:
+                    form.add_error(None, exc)
+                except ConcurrencyConflict:
+                    conflict = _conflict(agent_id=agent.agent_id, opened=(version, revision))
+                    agent = conflict["agent"]
+                    # The user's text stays; the form now carries the version they have seen,
+                    # so saving again (after merging) is a deliberate overwrite of it.
+                    data = request.POST.copy()
+                    data["opened"] = opened_token(agent)
+                    form = AgentFileForm(data)
+                    form.is_valid()
+                except AgentError as exc:
+                    _apply_problems(form, exc)
+                else:
+                    if change.changed:
+                        messages.success(request, f"Saved {change.name} as revision {change.revision}.")
+                    else:
+                        messages.info(request, "The content is unchanged: nothing was saved.")
+                    return HttpResponseRedirect(
+                        reverse("admin:agents_app_agentcurrent_change", args=[change.agent_id])
+                    )
+        else:
+            form = AgentFileForm(initial={"content": agent.content, "opened": opened_token(agent)})
+        if not can_change:
+            form.fields["content"].widget.attrs["readonly"] = True
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/edit.html",
+            self._context(
+                request,
+                agent,
+                f"{'Change' if can_change else 'View'} agent {agent.name}",
+                form=form,
+                adding=False,
+                editable=can_change,
+                conflict=conflict,
+                revisions=revision_list(agent_id=agent.agent_id).order_by("-revision").defer("content")[:5],
+            ),
+        )
+
+    def history_view(self, request, object_id, extra_context=None):
+        agent = self._agent(request, object_id)
+        revisions = list(revision_list(agent_id=agent.agent_id).order_by("-revision").defer("content")[:500])
+        newest = revisions[0].revision if revisions else 1
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/history.html",
+            self._context(
+                request,
+                agent,
+                f"History of {agent.name}",
+                revisions=revisions,
+                default_a=max(newest - 1, 1),
+                default_b=newest,
+                truncated=agent.revision > len(revisions),
+            ),
+        )
+
+    def compare_view(self, request, agent_id):
+        agent = self._agent(request, agent_id)
+        try:
+            a = int(request.GET.get("a", max(agent.revision - 1, 1)))
+            b = int(request.GET.get("b", agent.revision))
+            old, new = (
+                revision_get(agent_id=agent.agent_id, revision=a),
+                revision_get(agent_id=agent.agent_id, revision=b),
+            )
+        except (ValueError, OverflowError, AgentNotFound):
+            messages.error(request, "Pick two revisions that exist.")
+            return HttpResponseRedirect(
+                reverse("admin:agents_app_agentcurrent_history", args=[agent.agent_id])
+            )
+        old_side, new_side = DiffSide.from_revision(old), DiffSide.from_revision(new)
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/compare.html",
+            self._context(
+                request,
+                agent,
+                f"{agent.name}: revision {a} → {b}",
+                old=old,
+                new=new,
+                diff_html=html_diff(old=old_side, new=new_side),
+                summary=revision_diff(old=old_side, new=new_side),
+            ),
+        )
+
+    def raw_view(self, request, agent_id, revision):
+        agent = self._agent(request, agent_id)
+        try:
+            row = revision_get(agent_id=agent.agent_id, revision=revision)
+        except AgentNotFound:
+            raise Http404("no such revision") from None
+        response = HttpResponse(row.content, content_type="text/plain; charset=utf-8")
+        response["Content-Disposition"] = f'inline; filename="{row.name}-r{row.revision}.md"'
+        return response
+
+    def _confirm(self, request, agent, *, title: str, question: str, action, allowed: bool, **extra):
+        if not allowed:
+            raise PermissionDenied
+        form = ReasonForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                change = action(_with_reason(self._context_for(request), form.cleaned_data["reason"]))
+            except ConcurrencyConflict:
+                form.add_error(
+                    None, "Someone changed this agent meanwhile: look at its history, then try again."
+                )
+            except AgentError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"{title}: done ({change.name}, revision {change.revision}).")
+                return HttpResponseRedirect(
+                    reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id])
+                )
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/confirm.html",
+            self._context(request, agent, title, form=form, question=question, **extra),
+        )
+
+    def revert_view(self, request, agent_id, revision):
+        agent = self._agent(request, agent_id)
+        try:
+            target = revision_get(agent_id=agent.agent_id, revision=revision)
+        except AgentNotFound:
+            raise Http404("no such revision") from None
+        current = revision_get(agent_id=agent.agent_id, revision=agent.revision)
+        return self._confirm(
+            request,
+            agent,
+            title=f"Revert {agent.name} to revision {revision}",
+            question=f"Store the content of revision {revision} as a new revision {agent.revision + 1}?",
+            allowed=self.has_change_permission(request) and agent.status == "active",
+            action=lambda context: services.agent_revert(
+                agent_id=agent.agent_id,
+                to_revision=revision,
+                context=context,
+                expected_version=agent.stream_version,
+            ),
+            diff_html=html_diff(old=DiffSide.from_revision(current), new=DiffSide.from_revision(target)),
+        )
+
+    def archive_view(self, request, agent_id):
+        agent = self._agent(request, agent_id)
+        return self._confirm(
+            request,
+            agent,
+            title=f"Archive {agent.name}",
+            question="Archive this agent? It keeps its history, leaves the list of active agents, and its "
+            "name becomes free. You can restore it later.",
+            allowed=request.user.has_perm(ARCHIVE) and agent.status == "active",
+            action=lambda context: services.agent_archive(
+                agent_id=agent.agent_id, context=context, expected_version=agent.stream_version
+            ),
+        )
+
+    def restore_view(self, request, agent_id):
+        agent = self._agent(request, agent_id)
+        return self._confirm(
+            request,
+            agent,
+            title=f"Restore {agent.name}",
+            question="Restore this agent? It comes back under its name, if no other active agent took it.",
+            allowed=request.user.has_perm(ARCHIVE) and agent.status == "archived",
+            action=lambda context: services.agent_restore(
+                agent_id=agent.agent_id, context=context, expected_version=agent.stream_version
+            ),
+        )
+
+    def labels_view(self, request, agent_id):
+        agent = self._agent(request, agent_id)
+        if request.method == "POST" and not request.user.has_perm(PUBLISH):
+            raise PermissionDenied
+        form = LabelForm(request.POST or None, initial={"revision": agent.revision})
+        if request.method == "POST" and form.is_valid():
+            revision = form.cleaned_data["revision"] or None
+            try:
+                services.agent_label_move(
+                    agent_id=agent.agent_id,
+                    label=form.cleaned_data["label"],
+                    revision=revision,
+                    context=_with_reason(self._context_for(request), form.cleaned_data["reason"]),
+                    expected_version=agent.stream_version,
+                )
+            except ConcurrencyConflict:
+                form.add_error(None, "Someone changed this agent meanwhile: reload and try again.")
+            except (AgentError, InvalidCommand) as exc:
+                form.add_error(None, str(exc))
+            else:
+                label = form.cleaned_data["label"]
+                messages.success(
+                    request,
+                    f"Label {label} removed."
+                    if revision is None
+                    else f"Label {label} → revision {revision}.",
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:agents_app_agentcurrent_labels", args=[agent.agent_id])
+                )
+        moves = [
+            event for event in stream_read(stream_id=agent.agent_id) if event.type == "agent.label_moved"
+        ]
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/labels.html",
+            self._context(request, agent, f"Labels of {agent.name}", form=form, moves=list(reversed(moves))),
+        )
+
+
+def _with_reason(context: services.ChangeContext, reason: str) -> services.ChangeContext:
+    return services.ChangeContext(
+        actor=context.actor, source=context.source, reason=reason, request_id=context.request_id
+    )
+
+
+def _conflict(*, agent_id: uuid.UUID, opened: tuple[int, int]) -> dict[str, Any]:
+    """What changed since the editor opened the form: who did what, and the content diff."""
+    agent = agents_current().get(agent_id=agent_id)
+    version, revision = opened
+    changes = [event for event in stream_read(stream_id=agent_id) if event.stream_version > version]
+    diff = None
+    if revision != agent.revision:
+        old = revision_get(agent_id=agent_id, revision=revision)
+        new = revision_get(agent_id=agent_id, revision=agent.revision)
+        diff = html_diff(old=DiffSide.from_revision(old), new=DiffSide.from_revision(new))
+    return {"agent": agent, "changes": changes, "diff_html": diff, "opened_revision": revision}
+
+
+NEW_AGENT_TEMPLATE = """---
+name: my-agent
+description: Use this agent when ...
+tools: Read, Grep, Glob
+---
+You are ...
+"""
+
 
 # ------------------------------------------------------------------------------
 # API tokens

@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class AgentsConfig(AppConfig):
     name = "agents_app"
-    verbose_name = "Agents"
+    verbose_name = "Agent registry"
 
     def ready(self) -> None:
         from agents_app.projections import CurrentProjection, RevisionsProjection

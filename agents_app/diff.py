@@ -13,6 +13,7 @@ import datetime as dt
 import difflib
 import html
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +31,9 @@ DEFAULT_PERMISSION_MODE = "default"
 # SequenceMatcher is quadratic on characters; past this a replaced line is highlighted whole
 # instead of character by character, so one huge description line cannot stall a request.
 INTRALINE_MAX_CHARS = 5000
+# Below this share of common visible characters a replaced line is marked whole.
+INTRALINE_MIN_SIMILARITY = 0.4
+WORD = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
 
 DIFF_CSS = """
 .agent-diff-view { font-size: 13px; }
@@ -317,25 +321,43 @@ def _line_html(line: str, inner: str | None = None) -> str:
     return shown
 
 
+def _similarity(old_words: list[str], new_words: list[str], matcher: difflib.SequenceMatcher) -> float:
+    """Share of the visible characters that the two lines have in common, word by word."""
+    visible = sum(len(word) for word in (*old_words, *new_words) if not word.isspace())
+    common = sum(
+        len(word)
+        for block in matcher.get_matching_blocks()
+        for word in old_words[block.a : block.a + block.size]
+        if not word.isspace()
+    )
+    return 2 * common / visible if visible else 1.0
+
+
 def _intraline(old_line: str, new_line: str) -> tuple[str, str]:
     """Both lines as HTML with the changed characters wrapped in <del> and <ins>."""
     old_text = old_line[:-1] if old_line.endswith("\n") else old_line
     new_text = new_line[:-1] if new_line.endswith("\n") else new_line
-    if len(old_text) + len(new_text) > INTRALINE_MAX_CHARS:
-        opcodes = [("replace", 0, len(old_text), 0, len(new_text))]
+    # Words, not characters: "Check the tests." -> "Check tests." marks "the ", not "he t".
+    old_words, new_words = WORD.findall(old_text), WORD.findall(new_text)
+    matcher = difflib.SequenceMatcher(None, old_words, new_words, autojunk=False)
+    too_long = len(old_text) + len(new_text) > INTRALINE_MAX_CHARS
+    if too_long or _similarity(old_words, new_words, matcher) < INTRALINE_MIN_SIMILARITY:
+        # Mostly rewritten (or huge): marking the whole line reads better than a word soup.
+        opcodes = [("replace", 0, len(old_words), 0, len(new_words))]
     else:
-        opcodes = difflib.SequenceMatcher(None, old_text, new_text, autojunk=False).get_opcodes()
+        opcodes = matcher.get_opcodes()
     old_parts: list[str] = []
     new_parts: list[str] = []
     for tag, i1, i2, j1, j2 in opcodes:
+        old_piece, new_piece = "".join(old_words[i1:i2]), "".join(new_words[j1:j2])
         if tag == "equal":
-            old_parts.append(_text_html(old_text[i1:i2]))
-            new_parts.append(_text_html(new_text[j1:j2]))
+            old_parts.append(_text_html(old_piece))
+            new_parts.append(_text_html(new_piece))
             continue
-        if i2 > i1:
-            old_parts.append(f"<del>{_text_html(old_text[i1:i2])}</del>")
-        if j2 > j1:
-            new_parts.append(f"<ins>{_text_html(new_text[j1:j2])}</ins>")
+        if old_piece:
+            old_parts.append(f"<del>{_text_html(old_piece)}</del>")
+        if new_piece:
+            new_parts.append(f"<ins>{_text_html(new_piece)}</ins>")
     return _line_html(old_line, "".join(old_parts)), _line_html(new_line, "".join(new_parts))
 
 

@@ -406,8 +406,8 @@ def test_html_escapes_everything_taken_from_the_documents():
     fragment = html_diff(old=old, new=new)
 
     assert "<script" not in fragment and "<img" not in fragment and "<b>" not in fragment
-    # once in the frontmatter table, once as the inserted body line
-    assert fragment.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 2
+    # in the frontmatter table, the replaced description line and the inserted body line
+    assert fragment.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 3
     assert "&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in fragment
     assert "&lt;b&gt;Bash&lt;/b&gt;" in fragment
 
@@ -422,8 +422,8 @@ def test_html_is_a_side_by_side_table_with_intraline_highlights():
 
     assert '<table class="agent-diff">' in fragment
     assert '<th colspan="2">reviewer@1</th><th colspan="2">reviewer@2</th>' in fragment
-    # characters, not words: SequenceMatcher keeps the longest common runs
-    assert '<td class="text old">Check t<del>he t</del>ests.</td>' in fragment
+    # words, not characters: "the " is what went, not "he t"
+    assert '<td class="text old">Check<del> the</del> tests.</td>' in fragment
     assert (
         '<tr class="replace"><td class="lineno">5</td><td class="text old">Review carefully.</td>'
         '<td class="lineno">6</td><td class="text new">Review<ins> very</ins> carefully.</td></tr>'

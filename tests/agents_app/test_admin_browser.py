@@ -1,0 +1,136 @@
+"""The admin in a real browser (Playwright driving Debian's Chromium) against a live server:
+log in, create, edit with a reason, compare revisions 1 and 2, revert, and a conflict from a
+second session that must not lose the first user's text.
+
+Needs PostgreSQL (the live server needs a database that can be emptied between tests, and
+the append-only trigger refuses SQLite's DELETE) and /usr/bin/chromium (`.ci/run` installs
+it); locally it skips with the reason, in CI it fails.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group
+
+from agents_app.selectors import agent_get
+from tests.conftest import IN_CI, agent_text
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+PASSWORD = "a-long-test-password-1"
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    if not shutil.which(CHROMIUM):
+        message = f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls this test makes
+    # between browser steps are still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def editors(django_user_model):
+    group = Group.objects.get(name="Agent editors")
+    made = []
+    for name in ("erin", "frank"):
+        user = django_user_model.objects.create_user(username=name, password=PASSWORD, is_staff=True)
+        user.groups.add(group)
+        made.append(user)
+    return made
+
+
+def log_in(browser, live_server, username):
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+    return page
+
+
+def save(page, content, reason):
+    page.fill("textarea#id_content", content)
+    page.fill("#id_reason", reason)
+    page.click("input[name=_save]")
+    page.wait_for_load_state()
+
+
+def test_an_editor_creates_edits_compares_reverts_and_survives_a_conflict(browser, live_server, editors):
+    erin = log_in(browser, live_server, "erin")
+
+    # create
+    erin.goto(f"{live_server.url}/admin/agents_app/agentcurrent/add/")
+    save(erin, agent_text("triager", body="Label each issue.\n"), "first version")
+    assert "Created triager" in erin.inner_text(".messagelist")
+    agent_id = agent_get(name="triager").agent_id
+    change_url = f"{live_server.url}/admin/agents_app/agentcurrent/{agent_id}/change/"
+
+    # edit with a reason
+    revised = agent_text("triager", body="Label each new issue.\nClose duplicates.\n", extra="tools: Read\n")
+    save(erin, revised, "dupes")
+    assert "revision 2" in erin.inner_text(".messagelist")
+
+    # history, then compare 1 and 2 side by side
+    erin.click("text=History")
+    assert "dupes" in erin.inner_text("#history")
+    erin.check('input[name="a"][value="1"]')
+    erin.check('input[name="b"][value="2"]')
+    erin.click("text=Compare selected revisions")
+    erin.wait_for_selector("table.agent-diff")
+    assert "Close duplicates." in erin.inner_text("table.agent-diff")
+    assert erin.inner_text("table.agent-diff ins >> nth=0").strip() == "new"  # intra-line highlight
+    assert "tools" in erin.inner_text("table.agent-diff-frontmatter")
+    ARTIFACTS.mkdir(exist_ok=True)
+    erin.screenshot(path=str(ARTIFACTS / "admin-compare.png"), full_page=True)
+
+    # revert to revision 1 (confirmation page, reason required)
+    erin.click("text=History")
+    erin.click("#history >> text=revert to this…")
+    erin.fill("#id_reason", "dupes closed too eagerly")
+    erin.click("input[type=submit]")
+    erin.wait_for_selector(".messagelist")
+    current = agent_get(name="triager")
+    assert current.revision == 3 and current.body == "Label each issue.\n"
+
+    # a conflict: erin opens the form, frank saves meanwhile, erin saves her text
+    erin.goto(change_url)
+    frank = log_in(browser, live_server, "frank")
+    frank.goto(change_url)
+    save(frank, agent_text("triager", body="Frank's rule.\n"), "frank's change")
+    mine = agent_text("triager", body="Erin's careful rewrite.\n")
+    save(erin, mine, "erin's change")
+
+    assert erin.is_visible("#conflict")
+    assert "frank" in erin.inner_text("#conflict")
+    assert erin.input_value("textarea#id_content") == mine  # her text survives
+    assert agent_get(name="triager").body == "Frank's rule.\n"
+
+    # after looking at frank's change she saves again, deliberately
+    erin.fill("#id_reason", "merged after conflict")
+    erin.click("input[name=_save]")
+    erin.wait_for_load_state()
+    final = agent_get(name="triager")
+    assert final.revision == 5 and final.body == "Erin's careful rewrite.\n"
