@@ -16,6 +16,8 @@ from datetime import datetime
 from difflib import SequenceMatcher
 from typing import Any, Protocol
 
+from agents_app.document import body_lines
+
 
 class _RevisionLike(Protocol):
     revision: int
@@ -99,7 +101,7 @@ def blame(revisions: Sequence[BlameRevision]) -> dict[str, Any]:
     key_origins: dict[str, int] = {}
     key_values: dict[str, str] = {}
     for index, revision in enumerate(revisions):
-        new_lines = revision.body.splitlines()
+        new_lines = body_lines(revision.body)
         if index == 0:
             line_origins = [0] * len(new_lines)
         elif new_lines != lines:
@@ -117,7 +119,7 @@ def blame(revisions: Sequence[BlameRevision]) -> dict[str, Any]:
     return {
         "revision": last.revision,
         "lines": [
-            {"line": number, "text": text, **attributions[origin]}
+            {"line": number, "text": text.removesuffix("\r"), **attributions[origin]}
             for number, (text, origin) in enumerate(zip(lines, line_origins, strict=True), start=1)
         ],
         "frontmatter": [{"key": key, **attributions[key_origins[key]]} for key in last.frontmatter],

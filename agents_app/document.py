@@ -309,3 +309,13 @@ def parse_agent_document(raw: bytes | str) -> AgentDocument:
         warnings=warnings,
         key_lines=key_lines,
     )
+
+
+def body_lines(text: str) -> list[str]:
+    """The lines of a text as `patch`, `git` and the diff count them: only "\\n" ends a line.
+
+    `str.splitlines()` also breaks on "\\r", "\\x0c", "\\u2028"...: line numbers would then
+    disagree with the diff's hunks for the same file.
+    """
+    lines = text.split("\n")
+    return lines[:-1] if lines[-1] == "" else lines

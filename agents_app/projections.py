@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agents_app import event_types as types
-from agents_app.document import parse_agent_document
+from agents_app.document import body_lines, parse_agent_document
 from agents_app.exceptions import DocumentInvalid
 from agents_app.models import AgentCurrent, AgentRevision
 from events.projections import Projection
@@ -51,7 +51,7 @@ def parsed_fields(content: str) -> dict[str, Any]:
 def body_line_changes(old: str, new: str) -> tuple[int, int]:
     """(lines added, lines removed) between two bodies."""
     added = removed = 0
-    matcher = difflib.SequenceMatcher(None, old.splitlines(), new.splitlines(), autojunk=False)
+    matcher = difflib.SequenceMatcher(None, body_lines(old), body_lines(new), autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag in ("replace", "delete"):
             removed += i2 - i1
@@ -177,7 +177,7 @@ class RevisionsProjection(Projection):
             fields = parsed_fields(event.data["content"])
             name = fields.pop("name") or (prior.name if prior else "")
             if prior is None:
-                keys, (added, removed) = sorted(fields["frontmatter"]), (len(fields["body"].splitlines()), 0)
+                keys, (added, removed) = sorted(fields["frontmatter"]), (len(body_lines(fields["body"])), 0)
             else:
                 keys = changed_keys(prior.frontmatter, fields["frontmatter"])
                 added, removed = body_line_changes(prior.body, fields["body"])
