@@ -10,6 +10,7 @@ changed; removing a key forgets its history, so a key added back starts afresh.
 """
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,7 @@ class BlameRevision:
     reason: str
     frontmatter: dict[str, Any]
     body: str
+    content: str = ""  # the raw file: gives the keys their order (jsonb does not keep it)
 
     @classmethod
     def from_revision(cls, revision: _RevisionLike) -> "BlameRevision":
@@ -49,6 +51,7 @@ class BlameRevision:
             reason=revision.reason or "",
             frontmatter=dict(revision.frontmatter or {}),
             body=revision.body,
+            content=getattr(revision, "content", ""),
         )
 
     def attribution(self) -> dict[str, Any]:
@@ -92,6 +95,17 @@ def _fingerprint(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def _in_file_order(revision: BlameRevision) -> list[str]:
+    """The frontmatter keys in the order the file writes them."""
+
+    def position(key: str) -> int:
+        found = re.search(rf"^{re.escape(key)}\s*:", revision.content, re.MULTILINE)
+        return found.start() if found else len(revision.content)
+
+    keys = list(revision.frontmatter)
+    return sorted(keys, key=lambda key: (position(key), keys.index(key)))
+
+
 def blame(revisions: Sequence[BlameRevision]) -> dict[str, Any]:
     """Blame the last of `revisions` (oldest first, the whole history up to it)."""
     if not revisions:
@@ -122,5 +136,5 @@ def blame(revisions: Sequence[BlameRevision]) -> dict[str, Any]:
             {"line": number, "text": text.removesuffix("\r"), **attributions[origin]}
             for number, (text, origin) in enumerate(zip(lines, line_origins, strict=True), start=1)
         ],
-        "frontmatter": [{"key": key, **attributions[key_origins[key]]} for key in last.frontmatter],
+        "frontmatter": [{"key": key, **attributions[key_origins[key]]} for key in _in_file_order(last)],
     }

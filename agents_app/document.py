@@ -292,6 +292,15 @@ def parse_agent_document(raw: bytes | str) -> AgentDocument:
     for key in ("model", "color"):
         if frontmatter.get(key) is not None and not isinstance(frontmatter[key], str):
             problems.append(DocumentProblem(key, "must be text", key_lines.get(key)))
+    for key, value in frontmatter.items():
+        # A YAML escape ("\0", "\ud800") can put into a value what the raw bytes may not hold;
+        # PostgreSQL's jsonb refuses NUL, so the views could never show such an event.
+        if _holds_unstorable_text(key) or _holds_unstorable_text(value):
+            problems.append(
+                DocumentProblem(
+                    key, "holds a NUL or an unpaired surrogate (from a YAML escape)", key_lines.get(key)
+                )
+            )
     tools = _tools(frontmatter.get("tools"), key_lines.get("tools"), problems, warnings)
     if "tools" in frontmatter and frontmatter["tools"] is None:
         warnings.append("tools is empty: like no tools key, the agent is granted every tool")
@@ -309,6 +318,16 @@ def parse_agent_document(raw: bytes | str) -> AgentDocument:
         warnings=warnings,
         key_lines=key_lines,
     )
+
+
+def _holds_unstorable_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(_holds_unstorable_text(k) or _holds_unstorable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_unstorable_text(item) for item in value)
+    return False
 
 
 def body_lines(text: str) -> list[str]:

@@ -86,7 +86,11 @@ def parse_ref(ref: str) -> int | str | dt.datetime:
             raise InvalidReference(ref, "is not a timestamp; use @2026-11-01T12:00:00Z") from None
         if at.tzinfo is None:
             raise InvalidReference(ref, "needs a time zone, e.g. Z or +01:00")
-        return at
+        try:
+            # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts.
+            return at.astimezone(dt.UTC)
+        except OverflowError:
+            raise InvalidReference(ref, "is out of range") from None
     if ref.isdigit() and ref.isascii():
         if len(ref) > 9 or int(ref) < 1:
             raise InvalidReference(ref, "is not a revision number (1 or more)")

@@ -113,3 +113,12 @@ def event_get(*, position: int) -> StoredEvent | None:
     """One event by its position."""
     row = Event.objects.filter(position=position).first()
     return stored_event_from_row(row) if row else None
+
+
+def event_previous_hash(*, stream_id: uuid.UUID, stream_version: int) -> str | None:
+    """The hash of the event before `stream_version` in its stream (None for the first)."""
+    return (
+        Event.objects.filter(stream_id=stream_id, stream_version=stream_version - 1)
+        .values_list("hash", flat=True)
+        .first()
+    )

@@ -9,10 +9,12 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
+from drf_spectacular.openapi import AutoSchema
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from agents_app.api.serializers import ProblemSerializer
 from agents_app.exceptions import (
     AgentArchived,
     AgentNotFound,
@@ -212,3 +214,53 @@ def problem_json(request: HttpRequest, *, status_code: int, code: str, detail: s
         "detail": detail,
     }
     return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+class ProblemAutoSchema(AutoSchema):
+    """Documents the errors any API view can answer, each as an `application/problem+json` body.
+
+    Without this the schema would list only each view's own errors, and as JSON of the view's
+    media types, while clients (and the schema fuzz test) get problem bodies for bad
+    parameters, missing credentials, permissions, unknown agents, media types and throttling.
+    """
+
+    # Every operation: a malformed parameter or header, no or a bad token, a missing
+    # permission, an Accept (or ?format=) the view cannot answer, throttling.
+    ALWAYS = (400, 401, 403, 406, 429)
+    WITH_PATH_PARAMETERS = (404,)
+    WITH_BODY = (413, 415, 422)
+
+    def get_operation(self, path, path_regex, path_prefix, method, registry):
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
+        if operation is None:
+            return None
+        codes = set(self.ALWAYS)
+        if "{" in path:
+            codes.update(self.WITH_PATH_PARAMETERS)
+        # The schema has no body for DELETE, but the views read an optional `reason` from it.
+        if "requestBody" in operation or method.upper() == "DELETE":
+            codes.update(self.WITH_BODY)
+        if any(p["in"] == "header" and p["name"] == "If-Match" for p in operation.get("parameters", [])):
+            codes.add(412)
+        for parameter in operation.get("parameters", []):
+            # Every view reads an empty query value as "not given" (`?at=` lists the present).
+            if parameter["in"] == "query" and not parameter.get("required"):
+                parameter["allowEmptyValue"] = True
+        responses = operation["responses"]
+        for code in codes:
+            responses.setdefault(str(code), {})
+        if "/agents/{name}/" in path:
+            responses.setdefault(
+                "301",
+                {
+                    "description": "The agent was renamed: Location is the same request under its new name",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                },
+            )
+        problem_ref = self.resolve_serializer(ProblemSerializer, "response").ref
+        for code, response in responses.items():
+            if int(code) >= 400:
+                response["content"] = {PROBLEM_CONTENT_TYPE: {"schema": dict(problem_ref)}}
+                response["description"] = response.get("description") or _title(int(code))
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation

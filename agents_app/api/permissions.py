@@ -18,6 +18,9 @@ class OperationPermission(BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
+        method = request.method.lower()
+        if method not in view.http_method_names or not hasattr(view, method):
+            return True  # nothing to protect: dispatch answers 405 with Allow, not a misleading 403
         required = view.permissions.get(request.method)
         if required is None:  # e.g. HEAD/OPTIONS follow GET
             required = view.permissions.get("GET")

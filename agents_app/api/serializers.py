@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from agents_app.models import AgentCurrent, AgentRevision
@@ -9,6 +10,9 @@ from agents_app.services import MAX_REASON
 
 reason_field = serializers.CharField(
     max_length=MAX_REASON, required=False, allow_blank=True, default="", help_text="Why (the change message)."
+)
+next_page_field = serializers.CharField(
+    allow_null=True, help_text="The URL of the next page; null on the last page."
 )
 
 
@@ -92,6 +96,18 @@ class AgentAtSerializer(serializers.Serializer):
     occurred_at = serializers.DateTimeField()
 
 
+class AgentPageSerializer(serializers.Serializer):
+    """A page of `GET /agents/`: AgentSummary rows, or AgentAt rows when listing `?at=`."""
+
+    results = PolymorphicProxySerializer(
+        component_name="AgentListRow",
+        serializers=[AgentSummarySerializer, AgentAtSerializer],
+        resource_type_field_name=None,
+        many=True,
+    )
+    next = next_page_field
+
+
 class RevisionSummarySerializer(serializers.Serializer):
     revision = serializers.IntegerField()
     name = serializers.CharField()
@@ -106,6 +122,11 @@ class RevisionSummarySerializer(serializers.Serializer):
     changed_keys = serializers.ListField(child=serializers.CharField())
     lines_added = serializers.IntegerField()
     lines_removed = serializers.IntegerField()
+
+
+class RevisionPageSerializer(serializers.Serializer):
+    results = RevisionSummarySerializer(many=True)
+    next = next_page_field
 
 
 class RevisionDetailSerializer(RevisionSummarySerializer):
@@ -154,7 +175,17 @@ class EventSerializer(serializers.Serializer):
     metadata = serializers.DictField()
     recorded_at = serializers.DateTimeField()
     hash = serializers.CharField()
-    previous_hash = serializers.CharField(allow_null=True, required=False)
+
+
+class EventDetailSerializer(EventSerializer):
+    previous_hash = serializers.CharField(
+        allow_null=True, help_text="Hash of the stream's previous event; null for its first."
+    )
+
+
+class EventPageSerializer(serializers.Serializer):
+    results = EventSerializer(many=True)
+    next = next_page_field
 
 
 class ProblemSerializer(serializers.Serializer):

@@ -11,9 +11,10 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.http import HttpResponsePermanentRedirect
+from django.http import HttpResponse, HttpResponsePermanentRedirect
 from django.urls import reverse
 from django.utils import timezone
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -28,7 +29,13 @@ from rest_framework.views import APIView
 from agents_app import event_types as agent_event_types
 from agents_app import services
 from agents_app.api import serializers as out
-from agents_app.api.errors import PROBLEM_CONTENT_TYPE, ApiProblem, InvalidParameter, PreconditionRequired
+from agents_app.api.errors import (
+    PROBLEM_CONTENT_TYPE,
+    ApiProblem,
+    InvalidParameter,
+    PreconditionRequired,
+    ProblemAutoSchema,
+)
 from agents_app.api.permissions import ARCHIVE, AUDIT, CHANGE, PUBLISH, VIEW, IsStaff, OperationPermission
 from agents_app.api.renderers import (
     HTMLFragmentRenderer,
@@ -63,7 +70,7 @@ from events.projections import (
     projection_status_list,
     projections_catch_up_all,
 )
-from events.selectors import event_get, event_list, stream_last, stream_read
+from events.selectors import event_get, event_list, event_previous_hash, stream_last
 from events.services import append_lock
 from events.tasks import projection_rebuild_task
 
@@ -104,6 +111,15 @@ class ApiView(APIView):
 
     permission_classes = [OperationPermission]
     permissions: dict[str, str] = {}
+    schema = ProblemAutoSchema()
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication, permissions, throttling first
+        # PostgreSQL text cannot hold NUL: a filter with one would fail in the database (a 500)
+        # instead of matching nothing.
+        for name, values in request.query_params.lists():
+            if any("\x00" in value for value in values):
+                raise InvalidParameter(name, "contains a NUL character")
 
     def perform_content_negotiation(self, request, force=False):
         try:
@@ -197,7 +213,11 @@ class ApiView(APIView):
             raise InvalidParameter(name, "must be an ISO 8601 timestamp, e.g. 2026-11-01T12:00:00Z") from None
         if value.tzinfo is None:
             raise InvalidParameter(name, "needs a time zone, e.g. Z or +01:00")
-        return value
+        try:
+            # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts (a 500).
+            return value.astimezone(dt.UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise InvalidParameter(name, "is out of range") from None
 
     def query_choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         value = self.request.query_params.get(name) or default
@@ -260,6 +280,14 @@ class ApiView(APIView):
                 )
         return response
 
+    def write(self, operation) -> Response:
+        """Run a command; a stale expected version becomes a 412 naming who changed the agent."""
+        try:
+            return operation()
+        except ConcurrencyConflict as exc:
+            agent = agent_get(agent_id=exc.stream_id)
+            raise PreconditionFailed(agent=agent, expected=exc.expected_version) from None
+
     def agent_response(self, agent_id, *, status_code: int = 200, stream_version: int) -> Response:
         """The agent after a write, as the writer must see it (read-your-writes)."""
         agent = agents_current().filter(agent_id=agent_id).first()
@@ -314,7 +342,7 @@ class AgentsApi(ApiView):
             OpenApiParameter("after", str, description="Cursor: the `next` of the previous page"),
             OpenApiParameter("limit", int),
         ],
-        responses={200: out.AgentSummarySerializer(many=True)},
+        responses={200: out.AgentPageSerializer},
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
@@ -421,14 +449,6 @@ class AgentApi(ApiView):
             return Response(out.AgentOutputSerializer(out.agent_payload(agent)).data, headers=headers)
         return Response(out.AgentOutputSerializer(out.agent_payload(agent, shown)).data, headers=headers)
 
-    def _write(self, operation) -> Response:
-        try:
-            return operation()
-        except ConcurrencyConflict as exc:
-            raise PreconditionFailed(
-                agent=agent_get(agent_id=exc.stream_id), expected=exc.expected_version
-            ) from None
-
     @extend_schema(
         operation_id="agents_replace",
         request={"application/json": WriteInputSerializer, "text/markdown": OpenApiTypes.STR},
@@ -464,7 +484,7 @@ class AgentApi(ApiView):
             )
             return self.agent_response(change.agent_id, stream_version=change.stream_version)
 
-        return self._write(lambda: self.idempotent(replace))
+        return self.write(lambda: self.idempotent(replace))
 
     @extend_schema(
         operation_id="agents_edit",
@@ -502,7 +522,7 @@ class AgentApi(ApiView):
             )
             return self.agent_response(change.agent_id, stream_version=change.stream_version)
 
-        return self._write(edit)
+        return self.write(edit)
 
     @extend_schema(
         operation_id="agents_archive",
@@ -521,20 +541,21 @@ class AgentApi(ApiView):
             )
             return self.agent_response(change.agent_id, stream_version=change.stream_version)
 
-        return self._write(archive)
+        return self.write(archive)
 
 
-class AgentRestoreApi(AgentApi):
+class AgentRestoreApi(ApiView):
     """`/agents/{name}/restore/`: undo an archive."""
 
     permissions = {"POST": ARCHIVE}
-    parser_classes = [JSONParser]
-    renderer_classes = [JSONRenderer]
-    http_method_names = ["post", "options"]
 
     @extend_schema(
         operation_id="agents_restore",
         request=ArchiveInputSerializer,
+        parameters=[
+            OpenApiParameter("If-Match", str, OpenApiParameter.HEADER),
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+        ],
         responses={200: out.AgentOutputSerializer, 404: out.ProblemSerializer, 409: out.ProblemSerializer},
     )
     def post(self, request: Request, name: str) -> Response:
@@ -548,7 +569,7 @@ class AgentRestoreApi(AgentApi):
             )
             return self.agent_response(change.agent_id, stream_version=change.stream_version)
 
-        return self._write(lambda: self.idempotent(restore))
+        return self.write(lambda: self.idempotent(restore))
 
 
 class RevertInputSerializer(serializers.Serializer):
@@ -558,17 +579,18 @@ class RevertInputSerializer(serializers.Serializer):
     reason = out.reason_field
 
 
-class AgentRevertApi(AgentApi):
+class AgentRevertApi(ApiView):
     """`/agents/{name}/revert/`: a new revision with an earlier revision's content."""
 
     permissions = {"POST": CHANGE}
-    parser_classes = [JSONParser]
-    renderer_classes = [JSONRenderer]
-    http_method_names = ["post", "options"]
 
     @extend_schema(
         operation_id="agents_revert",
         request=RevertInputSerializer,
+        parameters=[
+            OpenApiParameter("If-Match", str, OpenApiParameter.HEADER),
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+        ],
         responses={
             200: out.AgentOutputSerializer,
             400: out.ProblemSerializer,
@@ -591,7 +613,7 @@ class AgentRevertApi(AgentApi):
             )
             return self.agent_response(change.agent_id, stream_version=change.stream_version)
 
-        return self._write(lambda: self.idempotent(revert))
+        return self.write(lambda: self.idempotent(revert))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -608,7 +630,7 @@ class RevisionListApi(ApiView):
             OpenApiParameter("after", int, description="Revisions after this one"),
             OpenApiParameter("limit", int),
         ],
-        responses={200: out.RevisionSummarySerializer(many=True), 404: out.ProblemSerializer},
+        responses={200: out.RevisionPageSerializer, 404: out.ProblemSerializer},
     )
     def get(self, request: Request, name: str) -> Response:
         agent = self.agent()
@@ -669,7 +691,12 @@ def _diff_response(request: Request, old, new) -> Response:
     old_side, new_side = DiffSide.from_revision(old), DiffSide.from_revision(new)
     renderer = request.accepted_renderer.format
     if renderer == "unified":
-        return Response(unified_diff(old=old_side, new=new_side))
+        patch = unified_diff(old=old_side, new=new_side)
+        if not patch:
+            # Identical revisions: an empty patch. DRF drops the Content-Type of an empty body,
+            # which would leave the client guessing; it is still (empty) text/x-diff.
+            return HttpResponse(b"", content_type=f"{UnifiedDiffRenderer.media_type}; charset=utf-8")
+        return Response(patch)
     if renderer == "html":
         return Response(html_diff(old=old_side, new=new_side))
     return Response(revision_diff(old=old_side, new=new_side))
@@ -814,6 +841,10 @@ class AgentLabelApi(ApiView):
     @extend_schema(
         operation_id="labels_move",
         request=LabelInputSerializer,
+        parameters=[
+            OpenApiParameter("If-Match", str, OpenApiParameter.HEADER),
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+        ],
         responses={200: LabelOutputSerializer, 404: out.ProblemSerializer, 409: out.ProblemSerializer},
     )
     def put(self, request: Request, name: str, label: str) -> Response:
@@ -826,7 +857,8 @@ class AgentLabelApi(ApiView):
     @extend_schema(
         operation_id="labels_remove",
         request=ArchiveInputSerializer,
-        responses={200: LabelOutputSerializer, 404: out.ProblemSerializer},
+        parameters=[OpenApiParameter("If-Match", str, OpenApiParameter.HEADER)],
+        responses={200: LabelOutputSerializer, 404: out.ProblemSerializer, 409: out.ProblemSerializer},
     )
     def delete(self, request: Request, name: str, label: str) -> Response:
         data = self.validated(ArchiveInputSerializer, request.data or {})
@@ -836,7 +868,7 @@ class AgentLabelApi(ApiView):
 # ----------------------------------------------------------------------------------------------
 # Audit
 # ----------------------------------------------------------------------------------------------
-def _event_payload(event, *, include_content: bool, previous_hash: str | None = None) -> dict[str, Any]:
+def _event_payload(event, *, include_content: bool) -> dict[str, Any]:
     data = event.data
     if not include_content and "content" in data:
         data = {key: value for key, value in data.items() if key != "content"}
@@ -852,8 +884,6 @@ def _event_payload(event, *, include_content: bool, previous_hash: str | None = 
         "recorded_at": event.recorded_at,
         "hash": event.hash,
     }
-    if previous_hash is not None or event.stream_version == 1:
-        payload["previous_hash"] = previous_hash
     return payload
 
 
@@ -875,7 +905,7 @@ class EventListApi(ApiView):
             OpenApiParameter("limit", int),
             OpenApiParameter("include", str, enum=["content"]),
         ],
-        responses={200: out.EventSerializer(many=True)},
+        responses={200: out.EventPageSerializer},
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
@@ -922,18 +952,17 @@ class EventApi(ApiView):
     permissions = {"GET": AUDIT}
 
     @extend_schema(
-        operation_id="events_read", responses={200: out.EventSerializer, 404: out.ProblemSerializer}
+        operation_id="events_read", responses={200: out.EventDetailSerializer, 404: out.ProblemSerializer}
     )
     def get(self, request: Request, position: int) -> Response:
-        event = event_get(position=position)
+        event = event_get(position=position) if position < 2**63 else None
         if event is None:
             raise AgentNotFound(f"no event at position {position}")
-        previous = None
-        if event.stream_version > 1:
-            previous = stream_read(stream_id=event.stream_id, to_version=event.stream_version - 1)[-1].hash
-        return Response(
-            out.EventSerializer(_event_payload(event, include_content=True, previous_hash=previous)).data
+        payload = _event_payload(event, include_content=True)
+        payload["previous_hash"] = event_previous_hash(
+            stream_id=event.stream_id, stream_version=event.stream_version
         )
+        return Response(out.EventDetailSerializer(payload).data)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -996,12 +1025,21 @@ class ProjectionRebuildApi(ApiView):
         )
 
 
+class ProbeSchema(AutoSchema):
+    """project/urls.py routes the probes at the root too, for orchestrators; the schema
+    documents the /api/v1/ copies only (the same operation twice would clash)."""
+
+    def is_excluded(self) -> bool:
+        return not self.path.startswith("/api/")
+
+
 class HealthApi(APIView):
     """`/healthz`: the process answers."""
 
     permission_classes = [AllowAny]
     authentication_classes = []
     throttle_classes = []
+    schema = ProbeSchema()
 
     @extend_schema(operation_id="healthz", responses={200: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:
@@ -1014,6 +1052,7 @@ class ReadyApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
     throttle_classes = []
+    schema = ProbeSchema()
 
     @extend_schema(operation_id="readyz", responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def get(self, request: Request) -> Response:

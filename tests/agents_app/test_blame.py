@@ -156,12 +156,21 @@ def test_a_revision_row_is_turned_into_a_blame_revision():
         reason="",
         frontmatter={"name": "reviewer"},
         body="x\n",
-        content="ignored",
+        content="---\nname: reviewer\n---\nx\n",
     )
 
     assert BlameRevision.from_revision(row) == BlameRevision(
-        7, "alice", START, "", {"name": "reviewer"}, "x\n"
+        7, "alice", START, "", {"name": "reviewer"}, "x\n", "---\nname: reviewer\n---\nx\n"
     )
+
+
+def test_frontmatter_keys_come_in_the_files_order_whatever_order_the_dict_has():
+    content = "---\nname: r\nmodel: opus\ndescription: d\n---\n"
+    revision = BlameRevision(
+        1, "a", START, "", {"description": "d", "model": "opus", "name": "r"}, "", content
+    )
+
+    assert [entry["key"] for entry in blame([revision])["frontmatter"]] == ["name", "model", "description"]
 
 
 def test_a_long_history_is_blamed_line_by_line():
