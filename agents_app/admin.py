@@ -240,6 +240,9 @@ class AgentAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return agents_current()
 
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Agents", **(extra_context or {})})
+
     def get_changelist(self, request, **kwargs):
         return AgentChangeList
 
