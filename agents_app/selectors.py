@@ -75,22 +75,30 @@ def revision_at(*, agent_id: uuid.UUID, at: dt.datetime) -> AgentRevision:
     return row
 
 
+def parse_instant(text: str) -> dt.datetime:
+    """An ISO 8601 timestamp with a time zone, in UTC; ValueError saying what is wrong."""
+    try:
+        # A "+" in an unencoded query string arrives as a space: read it back as the offset sign.
+        at = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise ValueError("is not a timestamp; use e.g. 2026-11-01T12:00:00Z") from None
+    if at.tzinfo is None:
+        raise ValueError("needs a time zone, e.g. Z or +01:00")
+    try:
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts.
+        return at.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("is out of range") from None
+
+
 def parse_ref(ref: str) -> int | str | dt.datetime:
     """A revision reference: a number, `latest`, a label name, or `@<ISO 8601 timestamp>`."""
     ref = ref.strip()
     if ref.startswith("@"):
         try:
-            # A "+" in an unencoded query string arrives as a space: read it back as the offset sign.
-            at = dt.datetime.fromisoformat(ref[1:].replace("Z", "+00:00").replace(" ", "+"))
-        except ValueError:
-            raise InvalidReference(ref, "is not a timestamp; use @2026-11-01T12:00:00Z") from None
-        if at.tzinfo is None:
-            raise InvalidReference(ref, "needs a time zone, e.g. Z or +01:00")
-        try:
-            # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts.
-            return at.astimezone(dt.UTC)
-        except OverflowError:
-            raise InvalidReference(ref, "is out of range") from None
+            return parse_instant(ref[1:])
+        except ValueError as exc:
+            raise InvalidReference(ref, str(exc)) from None
     if ref.isdigit() and ref.isascii():
         if len(ref) > 9 or int(ref) < 1:
             raise InvalidReference(ref, "is not a revision number (1 or more)")

@@ -58,6 +58,7 @@ from agents_app.selectors import (
     agent_revisions,
     agents_current,
     label_history,
+    parse_instant,
     revision_get,
     revision_list,
     revision_resolve,
@@ -208,16 +209,9 @@ class ApiView(APIView):
         if not raw:
             return None
         try:
-            value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
-        except ValueError:
-            raise InvalidParameter(name, "must be an ISO 8601 timestamp, e.g. 2026-11-01T12:00:00Z") from None
-        if value.tzinfo is None:
-            raise InvalidParameter(name, "needs a time zone, e.g. Z or +01:00")
-        try:
-            # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts (a 500).
-            return value.astimezone(dt.UTC)
-        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-            raise InvalidParameter(name, "is out of range") from None
+            return parse_instant(raw)
+        except ValueError as exc:
+            raise InvalidParameter(name, str(exc)) from None
 
     def query_choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         value = self.request.query_params.get(name) or default
@@ -287,6 +281,17 @@ class ApiView(APIView):
         except ConcurrencyConflict as exc:
             agent = agent_get(agent_id=exc.stream_id)
             raise PreconditionFailed(agent=agent, expected=exc.expected_version) from None
+
+    def status_change(self, service) -> Response:
+        """Archive or restore the agent in the URL, with the reason from the body."""
+        agent = self.agent()
+        data = self.validated(ArchiveInputSerializer, self.request.data or {})
+        change = service(
+            agent_id=agent.agent_id,
+            context=self.change_context(data["reason"]),
+            expected_version=self.expected_version(body_version=None, required=False),
+        )
+        return self.agent_response(change.agent_id, stream_version=change.stream_version)
 
     def agent_response(self, agent_id, *, status_code: int = 200, stream_version: int) -> Response:
         """The agent after a write, as the writer must see it (read-your-writes)."""
@@ -531,17 +536,7 @@ class AgentApi(ApiView):
         responses={200: out.AgentOutputSerializer, 404: out.ProblemSerializer, 409: out.ProblemSerializer},
     )
     def delete(self, request: Request, name: str) -> Response:
-        def archive() -> Response:
-            agent = self.agent()
-            data = self.validated(ArchiveInputSerializer, request.data or {})
-            change = services.agent_archive(
-                agent_id=agent.agent_id,
-                context=self.change_context(data["reason"]),
-                expected_version=self.expected_version(body_version=None, required=False),
-            )
-            return self.agent_response(change.agent_id, stream_version=change.stream_version)
-
-        return self.write(archive)
+        return self.write(lambda: self.status_change(services.agent_archive))
 
 
 class AgentRestoreApi(ApiView):
@@ -559,17 +554,7 @@ class AgentRestoreApi(ApiView):
         responses={200: out.AgentOutputSerializer, 404: out.ProblemSerializer, 409: out.ProblemSerializer},
     )
     def post(self, request: Request, name: str) -> Response:
-        def restore() -> Response:
-            agent = self.agent()
-            data = self.validated(ArchiveInputSerializer, request.data or {})
-            change = services.agent_restore(
-                agent_id=agent.agent_id,
-                context=self.change_context(data["reason"]),
-                expected_version=self.expected_version(body_version=None, required=False),
-            )
-            return self.agent_response(change.agent_id, stream_version=change.stream_version)
-
-        return self.write(lambda: self.idempotent(restore))
+        return self.write(lambda: self.idempotent(lambda: self.status_change(services.agent_restore)))
 
 
 class RevertInputSerializer(serializers.Serializer):
