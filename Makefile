@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint install clean
+.PHONY: run stack test lint install clean
 
 $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,20 @@ run: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py bootstrap_demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+## stack: what docker-compose.yml runs, without Docker: migrate, then gunicorn on 127.0.0.1:8000, a
+## Celery worker and beat, all logging to this terminal; Ctrl-C stops the three gracefully.
+## Needs Redis (REDIS_URL, default redis://127.0.0.1:6379/0); DATABASE_URL as for `run`.
+STACK_ENV = DEBUG=$${DEBUG:-1} REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+	GUNICORN_BIND=$${GUNICORN_BIND:-$(HOST):$(PORT)}
+stack: install
+	$(STACK_ENV) $(BIN)/python manage.py migrate --no-input
+	$(STACK_ENV) bash -c 'trap "kill -TERM \$$(jobs -p) 2>/dev/null" INT TERM; \
+	  $(BIN)/gunicorn -c project/gunicorn.conf.py & \
+	  $(BIN)/celery -A project worker -l $${LOG_LEVEL:-INFO} & \
+	  $(BIN)/celery -A project beat -l $${LOG_LEVEL:-INFO} \
+	    --scheduler django_celery_beat.schedulers:DatabaseScheduler & \
+	  wait; wait'
 
 ## test: the whole suite (SQLite unless DATABASE_URL is set; PostgreSQL/Redis tests skip locally without them)
 test: install

@@ -5,6 +5,8 @@ import uuid
 
 from django.http import HttpRequest, HttpResponse
 
+from project.logging import log_context_bind, log_context_reset
+
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -17,6 +19,20 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.headers.get("X-Request-ID", "")
         request.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        response = self.get_response(request)
+        # Every log line of this request, and of the tasks it queues (project/celery.py), carries
+        # these ids; the correlation id is the caller's X-Correlation-ID when it is sane.
+        correlation = request.headers.get("X-Correlation-ID", "")
+        token = log_context_bind(
+            request_id=request.request_id,
+            correlation_id=correlation if REQUEST_ID.fullmatch(correlation) else request.request_id,
+        )
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            log_context_reset(token)
+            raise
+        # Cleared when the response is closed, not here: Django logs 4xx/5xx responses
+        # ("Not Found: ...") and gunicorn writes its access line after the middleware returns.
+        response._resource_closers.append(lambda: log_context_reset(token))
         response["X-Request-ID"] = request.request_id
         return response

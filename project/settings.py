@@ -5,10 +5,13 @@ local default: a SQLite file next to manage.py and Celery running tasks eagerly 
 process when REDIS_URL is unset.
 """
 
+import warnings
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from project.logging import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -45,6 +48,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "project.middleware.RequestIdMiddleware",
+    # Static files (admin, Swagger UI) from the web process itself: no proxy needed for them.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -104,6 +109,10 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+# Without `collectstatic` (a checkout, the tests) WhiteNoise finds the files in the apps,
+# and its warning that STATIC_ROOT does not exist yet says nothing useful.
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 
 # ------------------------------------------------------------------------------
 # Security (strict unless DEBUG; each can be relaxed from the environment, e.g. behind
@@ -189,13 +198,22 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Processes per worker (`celery worker --concurrency`); unset means one per CPU.
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=None)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3300)
 CELERY_TASK_IGNORE_RESULT = True
 # A write must never hang because the broker is down: fail fast, the beat catch-up and
 # the writer's own inline catch-up cover for the lost message.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    # Tasks are acknowledged when done (acks_late): Redis hands an unacknowledged message to
+    # another worker after this long, so it must outlast the longest task (a 6 h rebuild).
+    "visibility_timeout": 7 * 3600,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
@@ -214,9 +232,11 @@ PROJECTION_WAIT_SECONDS = env.float("PROJECTION_WAIT_SECONDS", default=10.0)
 # ------------------------------------------------------------------------------
 # Logging
 # ------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# json: one object per line with the request and task ids, for log shippers; text: for a
+# terminal. gunicorn (project/gunicorn.conf.py) and Celery (project/celery.py) use the same.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+try:
+    LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+except ValueError as error:
+    raise ImproperlyConfigured(str(error)) from error
