@@ -157,16 +157,20 @@ def agent_list_at(
 
 
 def _last_status_events(at: dt.datetime) -> list[tuple[uuid.UUID, str]]:
-    # Archive state is not part of the revisions view: read it from the log, newest per stream.
-    statuses = Event.objects.filter(
-        type__in=(agent_event_types.ARCHIVED, agent_event_types.RESTORED), recorded_at__lte=at
-    )
-    newest = statuses.filter(stream_id=OuterRef("stream_id")).order_by("-stream_version")
-    return list(
-        statuses.filter(stream_version=Subquery(newest.values("stream_version")[:1])).values_list(
-            "stream_id", "type"
-        )
-    )
+    """Per stream, the type of its newest archive/restore event by business time up to `at`."""
+    # Archive state is not part of the revisions view: read it from the log. Business time
+    # (`occurred_at`, e.g. a git commit date) decides, as for revisions; it lives in the
+    # metadata, so the (few) status events are compared here rather than in SQL.
+    newest: dict[uuid.UUID, tuple[dt.datetime, int, str]] = {}
+    rows = Event.objects.filter(type__in=(agent_event_types.ARCHIVED, agent_event_types.RESTORED))
+    for stream_id, version, event_type, metadata, recorded_at in rows.values_list(
+        "stream_id", "stream_version", "type", "metadata", "recorded_at"
+    ).iterator():
+        occurred = metadata.get("occurred_at") if isinstance(metadata, dict) else None
+        when = dt.datetime.fromisoformat(occurred) if occurred else recorded_at
+        if when <= at and (stream_id not in newest or newest[stream_id][:2] < (when, version)):
+            newest[stream_id] = (when, version, event_type)
+    return [(stream_id, event_type) for stream_id, (_, _, event_type) in newest.items()]
 
 
 def _filtered(rows: QuerySet, *, q: str, model: str, tool: str) -> QuerySet:

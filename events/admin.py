@@ -27,10 +27,11 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from events.chain import event_hash
-from events.models import Event, ProjectionRun
+from events.models import Event, LogVerification, ProjectionRun
 from events.projections import UnknownProjection, projection_get, projection_status_list
 from events.selectors import head_position
-from events.tasks import projection_rebuild_task
+from events.tasks import events_verify_task, projection_rebuild_task
+from events.verification import log_verification_latest
 
 # ------------------------------------------------------------------------------
 # Event log: pagination without COUNT(*)
@@ -458,13 +459,11 @@ class ProjectionRunAdmin(admin.ModelAdmin):
         return format_html("<pre>{}</pre>", run.detail) if run.detail else SafeString("")
 
     def get_urls(self) -> list:
-        status = path(
-            "status/",
-            self.admin_site.admin_view(self.status_view),
-            name=f"{self.opts.app_label}_{self.opts.model_name}_status",
-        )
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        status = path("status/", self.admin_site.admin_view(self.status_view), name=f"{prefix}_status")
+        verify = path("status/verify/", self.admin_site.admin_view(self.verify_view), name=f"{prefix}_verify")
         # Before the default ones, whose "<path:object_id>/" would take "status/" for an id.
-        return [status, *super().get_urls()]
+        return [status, verify, *super().get_urls()]
 
     def status_view(self, request: HttpRequest) -> HttpResponse:
         """GET: each projection's checkpoint, lag and last run. POST: queue a rebuild of one."""
@@ -482,8 +481,32 @@ class ProjectionRunAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "statuses": projection_status_list(),
             "runs_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
+            # The stored outcome of the last walk of the log: walking it here would read all of it.
+            "verification": log_verification_latest(),
+            "newest_verification": log_verification_latest(finished=False),
+            "verifications_url": reverse("admin:events_logverification_changelist"),
         }
         return TemplateResponse(request, "admin/events/projectionrun/status.html", context)
+
+    def verify_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: queue a walk of every hash chain ("Verify now"); its outcome shows on the status page."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":  # a GET must not start a read of the whole log
+            return HttpResponseNotAllowed(["POST"])
+        source = f"admin ({request.user.get_username()})"
+
+        def queue_verification() -> None:  # a named function: robust on_commit logs its __qualname__
+            events_verify_task.delay(source=source)
+
+        # robust, as for rebuilds: a broker that is down is logged, not a server error.
+        transaction.on_commit(queue_verification, robust=True)
+        self.message_user(
+            request,
+            "A verification of the event log was queued; its result shows here once it finishes.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_status"))
 
     def _queue_rebuild(self, request: HttpRequest) -> HttpResponse:
         name = request.POST.get("projection", "")
@@ -510,3 +533,43 @@ class ProjectionRunAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
         return back
+
+
+@admin.register(LogVerification)
+class LogVerificationAdmin(admin.ModelAdmin):
+    """Every walk of the hash chains and its outcome, read-only; staff, like the projection runs."""
+
+    list_display = [
+        "started_at",
+        "finished_at",
+        "source",
+        "result",
+        "events_checked",
+        "streams_checked",
+        "problem_position",
+    ]
+    list_filter = ["result"]
+    ordering = ["-started_at"]
+    fields = [*list_display, "first_problem"]
+    readonly_fields = fields
+    view_on_site = False
+
+    def has_view_permission(self, request: HttpRequest, obj: LogVerification | None = None) -> bool:
+        return request.user.is_active and request.user.is_staff
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: LogVerification | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: LogVerification | None = None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions

@@ -97,3 +97,35 @@ class ProjectionRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.projection} rebuild {self.started_at:%Y-%m-%d %H:%M} {self.result}"
+
+
+class LogVerification(models.Model):
+    """One walk of every hash chain (command, hourly task, "Verify now") and what it found."""
+
+    # /readyz and the admin report the latest of these: walking the log on every probe would
+    # read all of it.
+
+    class Result(models.TextChoices):
+        RUNNING = "running"
+        OK = "ok"
+        PROBLEM = "problem", "Problem found"
+        # The walk itself failed (database error, time limit): it says nothing about the log.
+        FAILED = "failed"
+
+    source = models.CharField(max_length=100, help_text="What ran it: command, schedule, admin (user).")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    events_checked = models.BigIntegerField(default=0, help_text="Events found intact before it stopped.")
+    streams_checked = models.BigIntegerField(default=0)
+    result = models.CharField(max_length=20, choices=Result.choices, default=Result.RUNNING)
+    problem_position = models.BigIntegerField(
+        null=True, blank=True, help_text="Position of the first bad event."
+    )
+    first_problem = models.TextField(blank=True, help_text="The first bad event and what is wrong with it.")
+
+    class Meta:
+        default_permissions = ("view",)  # written only by the verification itself
+        indexes = [models.Index(fields=["-started_at"], name="events_verification_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"log verification {self.started_at:%Y-%m-%d %H:%M} {self.result}"

@@ -6,6 +6,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from events.projections import projection_names, projection_rebuild, projections_catch_up_all
+from events.verification import events_verify_recorded
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +47,12 @@ def projections_rebuild_all() -> None:
     """Nightly: rebuild and verify every projection, one task each."""
     for name in projection_names():
         projection_rebuild_task.delay(name, verify=True)
+
+
+@shared_task(acks_late=True, time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60, **RETRY)
+def events_verify_task(source: str = "schedule") -> dict[str, object]:
+    """Walk every hash chain and store the outcome (hourly on beat; "Verify now" in the admin)."""
+    result, record = events_verify_recorded(source=source)
+    if result.problem is not None:
+        logger.error("the event log failed verification: %s", result.problem)
+    return {"verification": record.pk, "ok": result.ok, "events": result.events}

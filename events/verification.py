@@ -12,6 +12,10 @@ of the stream (only a head hash kept elsewhere would reveal that), and the newes
 a stream removed together leave a valid, shorter chain. The one place the log's own tables
 remember more is the projections' checkpoints, which only ever move to positions of
 committed events, so a checkpoint past the last event means the end of the log was cut off.
+
+Each walk run by the command or the scheduled task is stored (`LogVerification`): /readyz
+and the admin's projection status page report the latest one, since walking the whole log
+on every probe would read all of it.
 """
 
 import uuid
@@ -19,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db.models import Max
+from django.utils import timezone
 
 from events.chain import event_hash
-from events.models import Checkpoint, Event
+from events.models import Checkpoint, Event, LogVerification
 
 VERIFY_CHUNK_SIZE = 2000
 
@@ -133,9 +138,13 @@ def events_verify(*, progress: Callable[[int], None] | None = None) -> VerifyRes
     if progress is not None and events % VERIFY_CHUNK_SIZE:
         progress(events % VERIFY_CHUNK_SIZE)
 
+    # The furthest checkpoint first, then the head. A checkpoint only ever moves to a committed
+    # position, so one read before the head cannot be past it unless events were removed. In
+    # the other order an append committed and applied between the two reads would be
+    # reported as a cut-off log: a false alarm that /readyz would turn into an outage.
+    ahead = Checkpoint.objects.order_by("-position").first()
     head = Event.objects.aggregate(head=Max("position"))["head"] or 0
-    ahead = Checkpoint.objects.filter(position__gt=head).order_by("-position").first()
-    if ahead is not None:
+    if ahead is not None and ahead.position > head:
         message = (
             f"projection {ahead.projection} (generation {ahead.generation}) has applied up to position"
             f" {ahead.position} but the log ends at position {head}: the newest events are missing"
@@ -144,3 +153,42 @@ def events_verify(*, progress: Callable[[int], None] | None = None) -> VerifyRes
             events=events, streams=streams, problem=VerifyProblem(ahead.position, None, None, message)
         )
     return VerifyResult(events=events, streams=streams)
+
+
+def events_verify_recorded(
+    *, source: str, progress: Callable[[int], None] | None = None
+) -> tuple[VerifyResult, LogVerification]:
+    """Run `events_verify` and store its outcome, the row first so a walk in progress shows."""
+    # No transaction around the walk: the "running" row must be visible while it lasts, and
+    # one transaction over millions of events would hold a snapshot (and vacuum) for as long.
+    record = LogVerification.objects.create(source=source[:100])
+    try:
+        result = events_verify(progress=progress)
+    except BaseException as exc:
+        LogVerification.objects.filter(pk=record.pk).update(
+            finished_at=timezone.now(),
+            result=LogVerification.Result.FAILED,
+            first_problem=f"the verification did not finish: {exc!r}"[:2000],
+        )
+        raise
+    problem = result.problem
+    LogVerification.objects.filter(pk=record.pk).update(
+        finished_at=timezone.now(),
+        events_checked=result.events,
+        streams_checked=result.streams,
+        result=LogVerification.Result.OK if problem is None else LogVerification.Result.PROBLEM,
+        problem_position=None if problem is None else problem.position,
+        first_problem="" if problem is None else str(problem),
+    )
+    record.refresh_from_db()
+    return result, record
+
+
+def log_verification_latest(*, finished: bool = True) -> LogVerification | None:
+    """The newest verification that walked the whole log (or, `finished=False`, the newest of any)."""
+    verifications = LogVerification.objects.order_by("-started_at", "-pk")
+    if finished:
+        verifications = verifications.filter(
+            result__in=[LogVerification.Result.OK, LogVerification.Result.PROBLEM]
+        )
+    return verifications.first()

@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from project.logging import logging_config
@@ -47,6 +48,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before WhiteNoise: static files get the Content-Security-Policy too.
+    "csp.middleware.CSPMiddleware",
     "project.middleware.RequestIdMiddleware",
     # Static files (admin, Swagger UI) from the web process itself: no proxy needed for them.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -103,6 +106,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password logins (the admin's): after LOGIN_FAILURE_LIMIT failures for one username from one
+# address within the window, that username is refused from there, even with the right
+# password, until the window ends. Counted in the cache (project/login_throttle.py).
+AUTHENTICATION_BACKENDS = ["project.login_throttle.ThrottledModelBackend"]
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -112,7 +121,7 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 # Without `collectstatic` (a checkout, the tests) WhiteNoise finds the files in the apps,
 # and its warning that STATIC_ROOT does not exist yet says nothing useful.
 WHITENOISE_USE_FINDERS = True
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+warnings.filterwarnings("ignore", message="No directory at: ")
 
 # ------------------------------------------------------------------------------
 # Security (strict unless DEBUG; each can be relaxed from the environment, e.g. behind
@@ -129,6 +138,27 @@ SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# Content-Security-Policy (django-csp) on every response, admin and API: scripts, styles,
+# images, fonts and fetches from this origin only; no inline script or style except where a
+# page marks it with the per-request nonce (only the Swagger UI page does, see
+# agents_app/templates/agents_app/swagger_ui.html); no plugins, no <base>, never framed;
+# forms post back here only. data: images are the icons in the Swagger UI's stylesheet.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "form-action": [SELF],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # ------------------------------------------------------------------------------
 # REST API
@@ -142,8 +172,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.UserRateThrottle",
-        "rest_framework.throttling.AnonRateThrottle",
+        # DRF's, but counting per process while Redis is down instead of failing every request.
+        "agents_app.api.throttling.UserRateThrottle",
+        "agents_app.api.throttling.AnonRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "user": env.str("API_THROTTLE_USER", default="1200/min"),

@@ -5,6 +5,10 @@ from django.urls import include, path
 
 from agents_app.api import views as api_views
 from agents_app.api.errors import problem_json
+from project.login_throttle import ThrottledAdminAuthenticationForm
+
+# Says why a throttled login is refused (the backend refuses it whatever the form).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),

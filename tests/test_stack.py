@@ -9,42 +9,44 @@ and Redis database 14 (flushed before and after). It then talks to the stack ove
 like a client, with one exception: a write from the command line with read-your-writes off,
 like a bulk import, because every API write brings the views up to date itself.
 
-docker-compose.yml itself is validated by `docker-compose config` in .ci/run.
+docker-compose.yml itself is validated by `docker-compose config` in .ci/run. The process
+helpers (compose commands, `Process`, `Stack`, `Http`) are in tests/processes.py, shared with
+tests/reliability/.
 """
 
-import contextlib
-import json
 import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import psycopg
 import pytest
 import redis
-import yaml
 
 from tests.conftest import _missing
+from tests.processes import (
+    CLEAN_EXIT,
+    PG_URL,
+    ROOT,
+    Http,
+    Process,
+    Stack,
+    compose_command,
+    compose_services,
+    documented_variables,
+    free_port,
+    healthy,
+    pg_admin,
+    stack_environment,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("STACK_PG_URL", "postgres://postgres@127.0.0.1:5432")
 # A Redis database no other test uses: the stack's worker consumes the default queue.
 REDIS_URL = os.environ.get("STACK_REDIS_URL", "redis://127.0.0.1:6379/14")
-START_TIMEOUT = 40.0
 PROJECTION_TIMEOUT = 30.0
-STOP_TIMEOUT = 30.0
-CLEAN_EXIT = (0, -signal.SIGTERM)  # exited by itself after SIGTERM, or by the signal
 
 AGENT = """---
 name: {name}
@@ -58,42 +60,8 @@ model: sonnet
 # ------------------------------------------------------------------------------
 # What docker-compose.yml and .env.example say
 # ------------------------------------------------------------------------------
-def compose_services() -> dict[str, dict[str, Any]]:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-
-
-def example_env() -> dict[str, str]:
-    """The variables .env.example sets (not the commented-out ones), as docker-compose reads them."""
-    values = {}
-    for line in (ROOT / ".env.example").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value
-    return values
-
-
-def documented_variables() -> set[str]:
-    """Every variable .env.example names, set or commented out (`# NAME=`)."""
-    text = (ROOT / ".env.example").read_text()
-    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
-
-
 def variables_read(path: Path) -> set[str]:
     return set(re.findall(r"\benv\.\w+\(\s*\"([A-Z][A-Z0-9_]+)\"", path.read_text()))
-
-
-_INTERPOLATION = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
-
-
-def compose_command(service: str, env: dict[str, str]) -> list[str]:
-    """The service's command with ${VAR:-default} filled in, run from this virtualenv."""
-    argv = [
-        _INTERPOLATION.sub(lambda m: env.get(m[1]) or m[2] or "", arg)
-        for arg in compose_services()[service]["command"]
-    ]
-    if argv[0] == "python":
-        return [sys.executable, *argv[1:]]
-    return [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
 
 
 # ------------------------------------------------------------------------------
@@ -127,226 +95,26 @@ def test_compose_starts_the_app_after_a_successful_migration_and_only_on_healthy
 
 
 # ------------------------------------------------------------------------------
-# Processes
+# The stack's own database and Redis database
 # ------------------------------------------------------------------------------
-def _children(pid: int) -> set[int]:
-    """Every descendant of `pid` (gunicorn's workers, the worker's pool processes)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-@dataclass
-class Process:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    popen: subprocess.Popen | None = None
-    log_file: TextIO | None = None
-    stopped: bool = False  # stopped on purpose: not a crash
-
-    def start(self) -> None:
-        self.log_file = self.log_path.open("a")
-        self.popen = subprocess.Popen(
-            self.argv, cwd=ROOT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.log().splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(ValueError):  # a line cut by a process being killed
-                    lines.append(json.loads(line))
-        return lines
-
-    def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> tuple[int | None, set[int]]:
-        """SIGTERM, wait; (exit code, descendants still alive afterwards). Kills on timeout."""
-        if self.popen is None:
-            return None, set()
-        self.stopped = True
-        children = _children(self.popen.pid)
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
-                pytest.fail(f"{self.name} did not stop {timeout} s after SIGTERM:\n{self.log()[-5000:]}")
-        deadline = time.monotonic() + 5
-        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self.log_file is not None:
-            self.log_file.close()
-        return self.popen.returncode, {pid for pid in children if _alive(pid)}
-
-    def kill_all(self) -> None:
-        """Teardown after a failure: nothing of this process may outlive the test."""
-        if self.popen is None:
-            return
-        for pid in [self.popen.pid, *_children(self.popen.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-        if self.log_file is not None:
-            self.log_file.close()
-
-
-class Http:
-    """A client of the stack: urllib, no redirects followed, errors returned, not raised."""
-
-    class _NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
-        self.token = ""
-        self.opener = urllib.request.build_opener(self._NoRedirect)
-
-    def __call__(
-        self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any, Any]:
-        headers = dict(headers or {})
-        if self.token:
-            headers.setdefault("Authorization", f"Bearer {self.token}")
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
-        try:
-            with self.opener.open(request, timeout=30) as response:
-                status, response_headers, raw = response.status, response.headers, response.read()
-        except urllib.error.HTTPError as error:
-            status, response_headers, raw = error.code, error.headers, error.read()
-        kind = response_headers.get("Content-Type", "")
-        return status, response_headers, json.loads(raw) if "json" in kind and raw else raw
-
-
-@dataclass
-class Stack:
-    env: dict[str, str]
-    database: str
-    port: int
-    logs: Path
-    http: Http
-    processes: list[Process] = field(default_factory=list)
-
-    def run(self, argv: list[str], env: dict[str, str] | None = None) -> str:
-        """Run a command to its end with the stack's environment; its stdout."""
-        done = subprocess.run(
-            argv,
-            cwd=ROOT,
-            env=env or self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, f"{argv[1:3]} exited {done.returncode}:\n{done.stderr[-5000:]}"
-        return done.stdout
-
-    def manage(self, *args: str, env: dict[str, str] | None = None) -> str:
-        return self.run([sys.executable, "manage.py", *args], env=env)
-
-    def start(self, service: str) -> Process:
-        number = sum(1 for process in self.processes if process.name.startswith(service)) + 1
-        process = Process(
-            f"{service}-{number}",
-            compose_command(service, self.env),
-            self.env,
-            self.logs / f"{service}-{number}.log",
-        )
-        self.processes.append(process)
-        process.start()
-        return process
-
-    def wait_for(self, check: Callable[[], Any], *, what: str, timeout: float = START_TIMEOUT) -> float:
-        """Seconds until check() is truthy; fail if it is not in time or a process died (logs at teardown)."""
-        started = time.monotonic()
-        while True:
-            if check():
-                return time.monotonic() - started
-            for process in self.processes:
-                if process.popen is not None and process.popen.poll() is not None and not process.stopped:
-                    pytest.fail(
-                        f"{process.name} exited with {process.popen.returncode} while waiting for {what}"
-                    )
-            if time.monotonic() - started > timeout:
-                pytest.fail(f"{what}: not after {timeout} s")
-            time.sleep(0.1)
-
-    def print_logs(self) -> None:
-        for process in self.processes:
-            code = process.popen.returncode if process.popen else None
-            print(f"----- {process.name}: {' '.join(process.argv)} (exit {code})")
-            print(process.log()[-20000:])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _admin(sql: str) -> None:
-    with psycopg.connect(f"{PG_URL}/postgres", autocommit=True, connect_timeout=3) as connection:
-        connection.execute(sql)
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     try:
-        _admin("SELECT 1")
+        pg_admin("SELECT 1")
     except psycopg.Error as error:
         _missing(f"needs PostgreSQL at {PG_URL} ({error.__class__.__name__})")
     broker = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     broker.flushdb()
 
     database = f"stack_test_{uuid.uuid4().hex[:12]}"
-    port = _free_port()
-    documented = documented_variables()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in documented and not key.startswith(("CELERY_", "DJANGO_", "POSTGRES_"))
-    }
-    env.update(example_env())
-    env.update(
-        DATABASE_URL=f"{PG_URL}/{database}",
-        REDIS_URL=REDIS_URL,
-        SECRET_KEY=secrets.token_urlsafe(50),
-        GUNICORN_BIND=f"127.0.0.1:{port}",
-        # Smaller than the defaults (2 and one per CPU): the machine is shared.
-        WEB_CONCURRENCY="2",
-        CELERY_WORKER_CONCURRENCY="2",
-        PYTHONUNBUFFERED="1",
+    port = free_port()
+    env = stack_environment(
+        database_url=f"{PG_URL}/{database}",
+        redis_url=REDIS_URL,
+        port=port,
+        secret_key=secrets.token_urlsafe(50),
     )
-    _admin(f'CREATE DATABASE "{database}"')
+    pg_admin(f'CREATE DATABASE "{database}"')
     stack = Stack(env=env, database=database, port=port, logs=tmp_path, http=Http(port))
     try:
         yield stack
@@ -355,7 +123,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             if process.running():
                 process.kill_all()
         stack.print_logs()  # pytest shows what teardown prints only when the test failed
-        _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         broker.flushdb()
         broker.close()
 
@@ -372,13 +140,6 @@ def _task_succeeded_lines(process: Process, task: str, request_id: str) -> list[
         and line.get("request_id") == request_id
         and "succeeded" in line.get("message", "")
     ]
-
-
-def _healthy(http: Http) -> bool:
-    try:
-        return http("GET", "/healthz")[0] == 200
-    except OSError:  # not listening yet
-        return False
 
 
 def _projections(http: Http) -> dict[str, dict[str, Any]]:
@@ -402,7 +163,7 @@ def test_compose_stack_serves_the_api_and_the_worker_catches_up_after_an_outage(
     setup_seconds = time.monotonic() - started
 
     web, worker, beat = stack.start("web"), stack.start("worker"), stack.start("beat")
-    stack.wait_for(lambda: _healthy(http), what="web answers /healthz")
+    stack.wait_for(lambda: healthy(http), what="web answers /healthz")
     stack.wait_for(lambda: "ready." in worker.log(), what="worker ready")
     stack.wait_for(lambda: "beat: Starting" in beat.log(), what="beat started")
     boot_seconds = time.monotonic() - started - setup_seconds

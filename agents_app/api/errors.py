@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import exceptions
@@ -86,7 +87,9 @@ def _flatten(detail: Any, prefix: str = "") -> list[dict[str, Any]]:
 
 
 def _join(prefix: str, key: str) -> str:
-    return key if not prefix or key == "non_field_errors" else f"{prefix}.{key}"
+    if key == "non_field_errors":  # DRF's name for an error of a whole object: name the object
+        return prefix or "body"
+    return f"{prefix}.{key}" if prefix else key
 
 
 def _domain_problem(exc: Exception) -> Response | None:
@@ -182,6 +185,25 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             headers=headers,
         )
     request = context.get("request")
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database went away (restart, failover, a cut connection): not a bug, and worth a
+        # retry. A write may have committed just before its connection was lost, so the retry
+        # must be safe: the same Idempotency-Key, or If-Match (a repeat then gets a 412).
+        logger.error(
+            "database unavailable in %s",
+            getattr(request, "path", "?"),
+            exc_info=exc,
+            extra={"request_id": _request_id(request)},
+        )
+        return problem(
+            status_code=503,
+            code="database-unavailable",
+            title="Service Unavailable",
+            detail="the database connection failed; retry with the same Idempotency-Key or If-Match,"
+            " which stores a change at most once",
+            headers={"Retry-After": "2"},
+            request_id=_request_id(request),
+        )
     logger.exception(
         "unexpected error in %s", getattr(request, "path", "?"), extra={"request_id": _request_id(request)}
     )

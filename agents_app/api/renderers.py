@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 
@@ -47,4 +49,14 @@ class MarkdownParser(BaseParser):
     media_type = "text/markdown"
 
     def parse(self, stream, media_type=None, parser_context=None) -> bytes:
-        return stream.read() if stream is not None else b""
+        if stream is None:
+            return b""
+        # DRF checks DATA_UPLOAD_MAX_MEMORY_SIZE for its JSON and form parsers only: without this
+        # a raw body of any size would be read into memory whole (a 413 like a JSON body's).
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is None:
+            return stream.read()
+        raw = stream.read(limit + 1)
+        if len(raw) > limit:
+            raise RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
+        return raw

@@ -8,7 +8,26 @@ from rest_framework import serializers
 from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.services import MAX_REASON
 
-reason_field = serializers.CharField(
+
+class TextField(serializers.CharField):
+    """A CharField that takes JSON strings only: DRF's own stores `42` as "42"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class WholeNumberField(serializers.IntegerField):
+    """An IntegerField that takes JSON integers only: DRF's own also takes "3", 3.0 and "3.0"."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+reason_field = TextField(
     max_length=MAX_REASON, required=False, allow_blank=True, default="", help_text="Why (the change message)."
 )
 next_page_field = serializers.CharField(

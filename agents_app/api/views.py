@@ -69,11 +69,13 @@ from events.projections import (
     UnknownProjection,
     projection_get,
     projection_status_list,
-    projections_catch_up_all,
+    projections_wait,
 )
-from events.selectors import event_get, event_list, event_previous_hash, stream_last
+from events.selectors import event_get, event_list, event_previous_hash, head_position, stream_last
 from events.services import append_lock
 from events.tasks import projection_rebuild_task
+from events.verification import log_verification_latest
+from project.middleware import REQUEST_ID
 
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 ETAG = re.compile(r'\s*(W/)?"?(\d{1,9})"?\s*')
@@ -88,18 +90,30 @@ class PreconditionFailed(ApiProblem):
     def __init__(self, *, agent: AgentCurrent, expected: int) -> None:
         last = stream_last(stream_id=agent.agent_id, types=agent_event_types.ALL)
         changed_by = last.metadata.get("actor", "") if last else agent.updated_by
+        # The version and revision from the log, not the view: the view may not have applied the
+        # change that made the request stale yet, and a client retrying with the view's version
+        # would only get another 412 (tests/reliability/test_faults.py).
+        version = last.stream_version if last else agent.stream_version
+        revision = agent.revision
+        if last is not None and last.type in agent_event_types.CONTENT_EVENTS:
+            revision = last.data["revision"]
         super().__init__(
             status_code=412,
             code="stale-version",
             title="The agent changed since you read it",
-            detail=f"agent {agent.name!r} is at version {agent.stream_version}, not {expected}; "
+            detail=f"agent {agent.name!r} is at version {version}, not {expected}; "
             f"last changed by {changed_by}",
-            current_version=agent.stream_version,
-            current_revision=agent.revision,
+            current_version=version,
+            current_revision=revision,
             changed_by=changed_by,
             changed_at=(last.recorded_at if last else agent.updated_at).isoformat(),
             change=last.type if last else None,
         )
+
+
+def _sane_id(value: str | None) -> str | None:
+    """A caller-supplied id, if it is short and plain (it goes into the log and the events)."""
+    return value if value is not None and REQUEST_ID.fullmatch(value) else None
 
 
 class Renamed(Exception):  # control flow, not an error: answered with a 301
@@ -175,7 +189,7 @@ class ApiView(APIView):
             source="api",
             reason=reason,
             request_id=request_id,
-            correlation_id=self.request.headers.get("X-Correlation-ID", request_id)[:128] or None,
+            correlation_id=_sane_id(self.request.headers.get("X-Correlation-ID")) or request_id,
         )
 
     def expected_version(self, *, body_version: int | None, required: bool) -> int | None:
@@ -200,7 +214,8 @@ class ApiView(APIView):
         raw = self.request.query_params.get(name)
         if raw is None or raw == "":
             return default
-        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw[:12]) <= high:
+        # Length first: int() of thousands of digits is slow, and past 4300 a ValueError (a 500).
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 20 or not low <= int(raw) <= high:
             raise InvalidParameter(name, f"must be a whole number from {low} to {high}")
         return int(raw)
 
@@ -299,7 +314,11 @@ class ApiView(APIView):
         if agent is None or agent.stream_version < stream_version:
             # The commit hook catches the views up before the service returns; inside an outer
             # transaction (Idempotency-Key) the hook waits for that commit, so catch up here.
-            projections_catch_up_all()
+            # Wait for it, not one try: while a worker or another request applies a batch it
+            # holds the projection's checkpoint, a single catch-up skips it, and a create
+            # answered 404 (and rolled back) although nothing was wrong
+            # (tests/reliability/test_http_concurrency.py).
+            projections_wait(position=head_position())
             agent = agent_get(agent_id=agent_id)
         data = out.AgentOutputSerializer(out.agent_payload(agent)).data
         headers = {"ETag": f'"{agent.stream_version}"'}
@@ -321,9 +340,9 @@ def _document_from_request(request: Request) -> tuple[Any, dict[str, Any]]:
 # Agents
 # ----------------------------------------------------------------------------------------------
 class WriteInputSerializer(serializers.Serializer):
-    content = serializers.CharField(trim_whitespace=False, help_text="The raw Markdown file.")
+    content = out.TextField(trim_whitespace=False, help_text="The raw Markdown file.")
     reason = out.reason_field
-    expected_version = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    expected_version = out.WholeNumberField(required=False, min_value=0, max_value=2**31 - 1)
 
 
 AGENT_EXAMPLE = "---\nname: code-reviewer\ndescription: Reviews diffs\ntools: Read, Grep\n---\nReview.\n"
@@ -408,9 +427,9 @@ class PatchInputSerializer(serializers.Serializer):
         required=False,
         help_text="Keys to set; null removes a key (JSON merge patch). Keys not named keep their bytes.",
     )
-    body = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    body = out.TextField(required=False, allow_blank=True, trim_whitespace=False)
     reason = out.reason_field
-    expected_version = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1)
+    expected_version = out.WholeNumberField(required=False, min_value=0, max_value=2**31 - 1)
 
     def validate(self, attrs):
         if "frontmatter" not in attrs and "body" not in attrs:
@@ -766,7 +785,7 @@ class AgentBlameApi(ApiView):
 # Labels
 # ----------------------------------------------------------------------------------------------
 class LabelInputSerializer(serializers.Serializer):
-    revision = serializers.IntegerField(min_value=1, max_value=10**9)
+    revision = out.WholeNumberField(min_value=1, max_value=10**9)
     reason = out.reason_field
 
 
@@ -807,6 +826,21 @@ class AgentLabelApi(ApiView):
 
     def _move(self, revision: int | None, reason: str) -> Response:
         agent = self.agent()
+        label = self.kwargs["label"]
+        if not services.LABEL_PATTERN.fullmatch(label) or label in services.RESERVED_LABELS:
+            # Checked here too so that the problem names the field: the service cannot know
+            # the label came from the URL.
+            message = (
+                "must be lowercase letters, digits, '.', '_' or '-', starting with a letter, at most"
+                f" 64 characters, and not 'latest'; got {label!r}"
+            )
+            raise ApiProblem(
+                status_code=422,
+                code="invalid-command",
+                title="Invalid request",
+                detail=f"label {message}",
+                errors=[{"field": "label", "message": message}],
+            )
         try:
             change = services.agent_label_move(
                 agent_id=agent.agent_id,
@@ -1032,7 +1066,8 @@ class HealthApi(APIView):
 
 
 class ReadyApi(APIView):
-    """`/readyz`: the database answers, the broker too if one is configured, and the views keep up."""
+    """`/readyz`: the database answers, the broker too if one is configured, the views keep up, and
+    the latest verification of the hash chains found no tampering."""
 
     permission_classes = [AllowAny]
     authentication_classes = []
@@ -1051,6 +1086,7 @@ class ReadyApi(APIView):
                 "lag_events": {status.name: status.lag_events for status in statuses},
                 "max_lag_events": settings.READY_MAX_LAG_EVENTS,
             }
+            checks["log_integrity"] = _log_integrity_check()
         except DatabaseError as exc:
             checks["database"] = {"ok": False, "error": exc.__class__.__name__}
         if settings.REDIS_URL:
@@ -1059,6 +1095,29 @@ class ReadyApi(APIView):
         return Response(
             {"status": "ready" if ready else "unavailable", "checks": checks}, status=200 if ready else 503
         )
+
+
+def _log_integrity_check() -> dict[str, Any]:
+    """The stored outcome of the latest walk of the hash chains (`verify_events`, hourly task).
+
+    Walking the log on every probe would read all of it. Only a problem found fails the check:
+    a log never verified yet, or a verification grown old because beat is down, is reported
+    (`age_seconds`) for monitoring to alert on, but does not take every web process out.
+    """
+    verification = log_verification_latest()
+    if verification is None:
+        return {"ok": True, "verified": False}
+    finished_at = verification.finished_at or verification.started_at
+    check: dict[str, Any] = {
+        "ok": verification.result == verification.Result.OK,
+        "verified": True,
+        "verified_at": finished_at.isoformat(),
+        "age_seconds": round((timezone.now() - finished_at).total_seconds(), 1),
+        "events_checked": verification.events_checked,
+    }
+    if verification.result == verification.Result.PROBLEM:
+        check["tamper"] = {"position": verification.problem_position, "problem": verification.first_problem}
+    return check
 
 
 def _broker_check() -> dict[str, Any]:
