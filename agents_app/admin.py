@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from agents_app import services
-from agents_app.diff import DIFF_CSS, DiffSide, html_diff, revision_diff
+from agents_app.diff import DiffSide, html_diff, revision_diff
 from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand
 from agents_app.models import AgentCurrent, ApiToken
 from agents_app.selectors import agents_current, revision_get, revision_list
@@ -294,7 +294,6 @@ class AgentAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "title": title,
             "agent": agent,
-            "diff_css": DIFF_CSS,
             "can_change": self.has_change_permission(request),
             "can_archive": request.user.has_perm(ARCHIVE),
             "can_publish": request.user.has_perm(PUBLISH),
