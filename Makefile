@@ -44,5 +44,12 @@ lint: install
 	$(BIN)/ruff format --check .
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
+## bench: the benchmark suite of issue 7 against the peers (installs the `bench` extra); writes bench/RESULTS.md.
+## Needs PostgreSQL on 127.0.0.1:5432 (PG_URL); creates and drops its own bench_* databases. BENCH_ARGS=--quick
+.PHONY: bench
+bench: install
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache

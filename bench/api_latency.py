@@ -168,7 +168,7 @@ def _gunicorn_path() -> str:
     return str(sibling if sibling.exists() else ROOT / ".venv" / "bin" / "gunicorn")
 
 
-def gunicorn_start(port: int, log) -> subprocess.Popen:
+def gunicorn_start(port: int, log, database: str = DATABASE) -> subprocess.Popen:
     env = dict(
         os.environ,
         DJANGO_SETTINGS_MODULE="project.settings",
@@ -179,7 +179,7 @@ def gunicorn_start(port: int, log) -> subprocess.Popen:
         SESSION_COOKIE_SECURE="0",
         CSRF_COOKIE_SECURE="0",
         SECURE_HSTS_SECONDS="0",
-        DATABASE_URL=f"{PG_URL}/{DATABASE}",
+        DATABASE_URL=f"{PG_URL}/{database}",
         API_THROTTLE_USER="1000000/min",
         REDIS_URL="",  # self-contained: per-process cache, no broker (reads queue no tasks)
         LOG_LEVEL="WARNING",
