@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.utils.safestring import SafeString, mark_safe
+from rapidfuzz.distance import Indel
 
 CONTEXT_LINES = 3
 
@@ -145,12 +146,69 @@ def _patch_line(prefix: str, line: str) -> str:
     return prefix + line + "\n" + NO_NEWLINE_MARKER
 
 
+Opcode = tuple[str, int, int, int, int]
+
+
+def line_opcodes(old_lines: list[str], new_lines: list[str]) -> list[Opcode]:
+    """difflib-style opcodes (tag, i1, i2, j1, j2) turning `old_lines` into `new_lines`.
+
+    A longest common subsequence of lines (RapidFuzz's Indel, in C++: the fewest lines
+    added and removed, as `git diff` aims for) instead of difflib's SequenceMatcher, whose
+    cost grows with the product of the lengths in Python: 9 us instead of 550 us for two
+    revisions of a 4 KB prompt 50 edits apart. The removals and additions between two runs
+    of equal lines become one `replace`, as in difflib, so a hunk shows the old lines, then
+    the new ones.
+    """
+    opcodes: list[Opcode] = []
+    for opcode in Indel.opcodes(old_lines, new_lines):
+        tag, i1, i2, j1, j2 = opcode.tag, opcode.src_start, opcode.src_end, opcode.dest_start, opcode.dest_end
+        if tag != "equal" and opcodes and opcodes[-1][0] != "equal":
+            _, start_i, _, start_j, _ = opcodes.pop()
+            tag, i1, j1 = "replace", start_i, start_j
+        elif tag != "equal" and i1 != i2 and j1 != j2:
+            tag = "replace"
+        opcodes.append((tag, i1, i2, j1, j2))
+    return opcodes
+
+
+def line_changes(old_lines: list[str], new_lines: list[str]) -> tuple[int, int]:
+    """(lines added, lines removed): what the hunks of a diff of the two show as + and -."""
+    added = removed = 0
+    for tag, i1, i2, j1, j2 in line_opcodes(old_lines, new_lines):
+        if tag != "equal":
+            removed += i2 - i1
+            added += j2 - j1
+    return added, removed
+
+
+def _grouped(opcodes: list[Opcode], context: int) -> Iterator[list[Opcode]]:
+    """The opcodes cut into hunks as `diff -u` prints them: each change with up to `context`
+    equal lines around it, and changes whose contexts would meet in one hunk."""
+    if not opcodes:
+        return
+    codes = list(opcodes)
+    tag, i1, i2, j1, j2 = codes[0]
+    if tag == "equal":  # only the context before the first change
+        codes[0] = (tag, max(i1, i2 - context), i2, max(j1, j2 - context), j2)
+    tag, i1, i2, j1, j2 = codes[-1]
+    if tag == "equal":  # only the context after the last change
+        codes[-1] = (tag, i1, min(i2, i1 + context), j1, min(j2, j1 + context))
+    group: list[Opcode] = []
+    for tag, i1, i2, j1, j2 in codes:
+        if tag == "equal" and i2 - i1 > 2 * context:
+            # Too long to join two changes: it ends one hunk and starts the next.
+            group.append((tag, i1, i1 + context, j1, j1 + context))
+            yield group
+            group = []
+            i1, j1 = i2 - context, j2 - context
+        group.append((tag, i1, i2, j1, j2))
+    if group and not (len(group) == 1 and group[0][0] == "equal"):
+        yield group
+
+
 def _hunks(old_lines: list[str], new_lines: list[str]) -> Iterator[str]:
     """Unified-diff hunks (no file headers), each output line ending in "\\n"."""
-    # autojunk would treat frequent lines (blank lines in a long prompt) as noise and give
-    # needlessly large hunks; the documents are size-limited, so the full comparison is cheap.
-    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
-    for group in matcher.get_grouped_opcodes(CONTEXT_LINES):
+    for group in _grouped(line_opcodes(old_lines, new_lines), CONTEXT_LINES):
         first, last = group[0], group[-1]
         yield f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n"
         for tag, i1, i2, j1, j2 in group:

@@ -7,6 +7,7 @@ which Claude Code accepts) is read as top-level `key: value` lines with a warnin
 """
 
 import datetime as dt
+import functools
 import hashlib
 import math
 import re
@@ -228,8 +229,28 @@ def _tools(
     return tools
 
 
+# Texts up to this size are remembered once parsed (a few MB at most): a write parses its
+# document to validate it, then both projections parse the same text again when they apply
+# the event in the same transaction.
+CACHED_TEXT_CHARS = 64 * 1024
+
+
 def parse_agent_document(raw: bytes | str) -> AgentDocument:
-    """Parse and validate a document; raise DocumentInvalid listing every problem found."""
+    """Parse and validate a document; raise DocumentInvalid listing every problem found.
+
+    The document returned may be shared with other callers: treat it as read-only.
+    """
+    if isinstance(raw, str) and len(raw) <= CACHED_TEXT_CHARS:
+        return _parse_text(raw, settings.AGENT_MAX_BYTES)
+    return _parse(raw, settings.AGENT_MAX_BYTES)
+
+
+@functools.lru_cache(maxsize=128)
+def _parse_text(raw: str, limit: int) -> AgentDocument:
+    return _parse(raw, limit)
+
+
+def _parse(raw: bytes | str, limit: int) -> AgentDocument:
     if isinstance(raw, str):
         try:
             raw = raw.encode("utf-8")
@@ -237,7 +258,6 @@ def parse_agent_document(raw: bytes | str) -> AgentDocument:
             raise DocumentInvalid(
                 [DocumentProblem("content", "text holds characters that cannot be stored (lone surrogates)")]
             ) from exc
-    limit = settings.AGENT_MAX_BYTES
     if len(raw) > limit:
         raise DocumentInvalid(
             [DocumentProblem("content", f"document is {len(raw)} bytes; the limit is {limit} bytes")]
@@ -320,9 +340,12 @@ def parse_agent_document(raw: bytes | str) -> AgentDocument:
     )
 
 
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _holds_unstorable_text(value: Any) -> bool:
     if isinstance(value, str):
-        return "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value)
+        return UNSTORABLE.search(value) is not None
     if isinstance(value, dict):
         return any(_holds_unstorable_text(k) or _holds_unstorable_text(v) for k, v in value.items())
     if isinstance(value, list):

@@ -8,6 +8,10 @@ lets a rebuild fill a new generation while reads go on (events.projections).
 from django.conf import settings
 from django.db import models
 
+# The body is the end of the content (after the closing '---' line): kept as an offset rather
+# than a second copy of up to 256 KiB, which PostgreSQL would compress and store again.
+BODY_START_HELP = "Where the body begins in content (characters)."
+
 
 class AgentNameClaim(models.Model):
     """At most one active agent per name (invariant 5): written in the same transaction as the event."""
@@ -36,7 +40,7 @@ class AgentCurrent(models.Model):
     content = models.TextField()
     sha256 = models.CharField(max_length=64)
     frontmatter = models.JSONField(default=dict)
-    body = models.TextField()
+    body_start = models.PositiveIntegerField(default=0, help_text=BODY_START_HELP)
     description = models.TextField()
     model = models.CharField(max_length=200, blank=True)
     tools = models.JSONField(null=True, help_text="Declared tool names; null when every tool is granted.")
@@ -70,6 +74,11 @@ class AgentCurrent(models.Model):
     def __str__(self) -> str:
         return f"{self.name} r{self.revision}"
 
+    @property
+    def body(self) -> str:
+        """The Markdown after the frontmatter: the end of `content`, not stored a second time."""
+        return self.content[self.body_start :]
+
 
 class AgentRevision(models.Model):
     """Projection `agents.revisions`: one row per (agent, revision); any revision is one indexed row."""
@@ -83,7 +92,7 @@ class AgentRevision(models.Model):
     content = models.TextField()
     sha256 = models.CharField(max_length=64)
     frontmatter = models.JSONField(default=dict)
-    body = models.TextField()
+    body_start = models.PositiveIntegerField(default=0, help_text=BODY_START_HELP)
     description = models.TextField()
     model = models.CharField(max_length=200, blank=True)
     tools = models.JSONField(null=True)
@@ -113,6 +122,11 @@ class AgentRevision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} r{self.revision}"
+
+    @property
+    def body(self) -> str:
+        """The Markdown after the frontmatter: the end of `content`, not stored a second time."""
+        return self.content[self.body_start :]
 
 
 class ApiToken(models.Model):

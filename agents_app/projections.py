@@ -5,16 +5,19 @@ is skipped, so applying a batch twice changes nothing.
 """
 
 import datetime as dt
-import difflib
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from django.db import connection
+
 from agents_app import event_types as types
+from agents_app.diff import line_changes
 from agents_app.document import body_lines, parse_agent_document
 from agents_app.exceptions import DocumentInvalid
 from agents_app.models import AgentCurrent, AgentRevision
 from events.projections import Projection
+from events.rows import rows_insert, rows_update
 from events.types import StoredEvent
 
 CURRENT = "agents.current"
@@ -28,7 +31,7 @@ def parsed_fields(content: str) -> dict[str, Any]:
     except DocumentInvalid as exc:  # stored under older rules: keep the row, say why it has no fields
         return {
             "frontmatter": {},
-            "body": content,
+            "body_start": 0,
             "description": "",
             "model": "",
             "tools": None,
@@ -38,7 +41,7 @@ def parsed_fields(content: str) -> dict[str, Any]:
         }
     return {
         "frontmatter": document.frontmatter,
-        "body": document.body,
+        "body_start": len(document.content) - len(document.body),  # the body ends the content
         "description": document.description,
         "model": document.model or "",
         "tools": document.tools,
@@ -49,15 +52,8 @@ def parsed_fields(content: str) -> dict[str, Any]:
 
 
 def body_line_changes(old: str, new: str) -> tuple[int, int]:
-    """(lines added, lines removed) between two bodies."""
-    added = removed = 0
-    matcher = difflib.SequenceMatcher(None, body_lines(old), body_lines(new), autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag in ("replace", "delete"):
-            removed += i2 - i1
-        if tag in ("replace", "insert"):
-            added += j2 - j1
-    return added, removed
+    """(lines added, lines removed) between two bodies, counted as the diff's hunks count them."""
+    return line_changes(body_lines(old), body_lines(new))
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -71,6 +67,64 @@ def _rows_by_key(queryset, key_fields: tuple[str, ...]) -> Iterator[tuple[Any, d
         yield key, {name: value for name, value in values.items() if name not in skip}
 
 
+_KEPT = ("id", "generation", "agent_id")
+_UPDATED_FIELDS = [field for field in AgentCurrent._meta.concrete_fields if field.name not in _KEPT]
+# What a revision changes in its agent's row; status, labels and created_* stay as they are.
+_REVISION_FIELDS = [
+    AgentCurrent._meta.get_field(name)
+    for name in (
+        "name",
+        "revision",
+        "stream_version",
+        "content",
+        "sha256",
+        "frontmatter",
+        "body_start",
+        "description",
+        "model",
+        "tools",
+        "warnings",
+        "updated_by",
+        "updated_at",
+        "position",
+    )
+]
+
+
+def _revise_in_place(event: StoredEvent, *, generation: int) -> None:
+    """Write an agent's newest revision into its row, without reading the row first.
+
+    `stream_version < %s` keeps it idempotent: a row that already shows this event (or a
+    later one) is left alone.
+    """
+    fields = parsed_fields(event.data["content"])
+    values = {
+        "revision": event.data["revision"],
+        "stream_version": event.stream_version,
+        "content": event.data["content"],
+        "updated_by": event.metadata.get("actor", ""),
+        "updated_at": event.recorded_at,
+        "position": event.position,
+        **fields,
+    }
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in _REVISION_FIELDS)
+    if values["name"] is None:  # content no longer valid under today's rules: keep the name
+        assignments = assignments.replace(f"{quote('name')} = %s", f"{quote('name')} = {quote('name')}")
+    params = [
+        field.get_db_prep_save(values[field.name], connection)
+        for field in _REVISION_FIELDS
+        if not (field.name == "name" and values["name"] is None)
+    ]
+    agent_id = AgentCurrent._meta.get_field("agent_id").get_db_prep_value(event.stream_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(AgentCurrent._meta.db_table)} SET {assignments}"  # noqa: S608 - names from the model
+            " WHERE generation = %s AND agent_id = %s AND stream_version < %s",
+            [*params, generation, agent_id, event.stream_version],
+        )
+
+
 class CurrentProjection(Projection):
     """One row per agent: latest revision, parsed fields, status, labels, who and when."""
 
@@ -78,6 +132,22 @@ class CurrentProjection(Projection):
     event_types = types.ALL
 
     def apply(self, events: list[StoredEvent], *, generation: int) -> None:
+        by_agent: dict[uuid.UUID, list[StoredEvent]] = {}
+        for event in events:
+            by_agent.setdefault(event.stream_id, []).append(event)
+        # An agent that only got new revisions (a writer's own event, mostly): only its
+        # newest one counts, and it needs no read of the row.
+        revised = {types.REVISED, types.REVERTED}
+        general: list[StoredEvent] = []
+        for agent_events in by_agent.values():
+            if all(event.type in revised for event in agent_events):
+                _revise_in_place(agent_events[-1], generation=generation)
+            else:
+                general += agent_events
+        if general:
+            self._apply_rows(general, generation=generation)
+
+    def _apply_rows(self, events: list[StoredEvent], *, generation: int) -> None:
         agent_ids = {event.stream_id for event in events}
         rows = {
             row.agent_id: row
@@ -135,15 +205,10 @@ class CurrentProjection(Projection):
             row.name = fields.pop("name") or row.name
             for key, value in fields.items():
                 setattr(row, key, value)
-        AgentCurrent.objects.bulk_create([rows[agent_id] for agent_id in new_ids])
-        existing = [rows[agent_id] for agent_id in changed_ids - new_ids]
-        if existing:
-            fields = [
-                f.name
-                for f in AgentCurrent._meta.concrete_fields
-                if f.name not in ("id", "generation", "agent_id")
-            ]
-            AgentCurrent.objects.bulk_update(existing, fields)
+        rows_insert([rows[agent_id] for agent_id in new_ids])
+        # The rows keep their ids (admin links use them); bulk_update would build a CASE per
+        # field and row, which for one row costs more than the rest of the write.
+        rows_update([rows[agent_id] for agent_id in changed_ids - new_ids], fields=_UPDATED_FIELDS)
 
     def reset(self, *, generation: int) -> None:
         AgentCurrent.objects.filter(generation=generation).delete()
@@ -159,28 +224,45 @@ class RevisionsProjection(Projection):
     event_types = types.CONTENT_EVENTS
 
     def apply(self, events: list[StoredEvent], *, generation: int) -> None:
-        previous: dict[uuid.UUID, AgentRevision | None] = {}
+        # Revisions run 1..N per agent, so the row before an agent's first event in the batch
+        # is revision - 1: all of them in one query, with only what the comparison needs.
+        first: dict[uuid.UUID, int] = {}
+        for event in events:
+            first.setdefault(event.stream_id, event.data["revision"])
+        previous: dict[uuid.UUID, AgentRevision | None] = dict.fromkeys(first)
+        if any(revision > 1 for revision in first.values()):
+            pairs = [(agent_id, revision - 1) for agent_id, revision in first.items() if revision > 1]
+            agent_id_field = AgentRevision._meta.get_field("agent_id")
+            quote = connection.ops.quote_name
+            for row in AgentRevision.objects.raw(
+                "SELECT id, agent_id, revision, name, frontmatter, content, body_start"  # noqa: S608 - no input in it
+                f" FROM {quote(AgentRevision._meta.db_table)} WHERE generation = %s AND ("
+                + " OR ".join(["(agent_id = %s AND revision = %s)"] * len(pairs))
+                + ")",
+                [
+                    generation,
+                    *(
+                        value
+                        for agent_id, revision in pairs
+                        for value in (agent_id_field.get_db_prep_value(agent_id, connection), revision)
+                    ),
+                ],
+            ):
+                previous[row.agent_id] = row
         new_rows: list[AgentRevision] = []
         for event in events:
             revision = event.data["revision"]
-            if event.stream_id not in previous:
-                previous[event.stream_id] = (
-                    AgentRevision.objects.filter(
-                        generation=generation, agent_id=event.stream_id, revision__lt=revision
-                    )
-                    .order_by("-revision")
-                    .first()
-                )
             prior = previous[event.stream_id]
             if prior is not None and prior.revision >= revision:
                 continue
             fields = parsed_fields(event.data["content"])
             name = fields.pop("name") or (prior.name if prior else "")
+            row_body = event.data["content"][fields["body_start"] :]
             if prior is None:
-                keys, (added, removed) = sorted(fields["frontmatter"]), (len(body_lines(fields["body"])), 0)
+                keys, (added, removed) = sorted(fields["frontmatter"]), (len(body_lines(row_body)), 0)
             else:
                 keys = changed_keys(prior.frontmatter, fields["frontmatter"])
-                added, removed = body_line_changes(prior.body, fields["body"])
+                added, removed = body_line_changes(prior.body, row_body)
             occurred = event.metadata.get("occurred_at")
             row = AgentRevision(
                 generation=generation,
@@ -205,7 +287,7 @@ class RevisionsProjection(Projection):
             new_rows.append(row)
             previous[event.stream_id] = row
         # ignore_conflicts: a row already there came from the same immutable event.
-        AgentRevision.objects.bulk_create(new_rows, ignore_conflicts=True)
+        rows_insert(new_rows, ignore_conflicts=True)
 
     def reset(self, *, generation: int) -> None:
         AgentRevision.objects.filter(generation=generation).delete()

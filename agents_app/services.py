@@ -10,14 +10,20 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from agents_app import event_types as types
 from agents_app.document import AgentDocument, parse_agent_document
 from agents_app.exceptions import AgentArchived, AgentNotFound, InvalidCommand, NameTaken, StatusUnchanged
 from agents_app.models import AgentNameClaim
 from events.exceptions import ConcurrencyConflict
-from events.selectors import event_by_id, stream_last, stream_of_types, stream_version
+from events.selectors import (
+    event_by_id,
+    stream_last,
+    stream_last_and_version,
+    stream_of_types,
+    stream_version,
+)
 from events.services import append_lock, event_append
 from events.types import NewEvent, StoredEvent
 
@@ -88,19 +94,38 @@ class _AgentState:
 
 def _load(agent_id: uuid.UUID) -> _AgentState:
     """The write model of one agent, read from its stream (under the append lock)."""
-    last_content = stream_last(stream_id=agent_id, types=types.CONTENT_EVENTS)
+    last_content, version = stream_last_and_version(stream_id=agent_id, types=types.CONTENT_EVENTS)
     if last_content is None:
         raise AgentNotFound(f"no agent with id {agent_id}")
-    last_status = stream_last(stream_id=agent_id, types=frozenset({types.ARCHIVED, types.RESTORED}))
     content = last_content.data["content"]
+    # An active agent holds the claim on its name (written with each create, rename, archive
+    # and restore): one indexed row instead of parsing the content and searching the stream
+    # for its last archive or restore, which has to pass every revision of a long history.
+    claimed = _claimed_name(agent_id)
+    if claimed is not None:
+        name, archived = claimed, False
+    else:  # archived, or a stream written without the services (a bulk load)
+        last_status = stream_last(stream_id=agent_id, types=frozenset({types.ARCHIVED, types.RESTORED}))
+        name = parse_agent_document(content).name
+        archived = last_status is not None and last_status.type == types.ARCHIVED
     return _AgentState(
         agent_id=agent_id,
-        version=stream_version(stream_id=agent_id),
+        version=version,
         revision=last_content.data["revision"],
         content=content,
-        name=parse_agent_document(content).name,
-        archived=last_status is not None and last_status.type == types.ARCHIVED,
+        name=name,
+        archived=archived,
     )
+
+
+def _claimed_name(agent_id: uuid.UUID) -> str | None:
+    """The name an agent holds, if any: one indexed row, read on every write (so as SQL)."""
+    key = AgentNameClaim._meta.get_field("agent_id").get_db_prep_value(agent_id, connection)
+    table = connection.ops.quote_name(AgentNameClaim._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT name FROM {table} WHERE agent_id = %s", [key])  # noqa: S608 - no input in it
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _check_version(state: _AgentState, expected_version: int | None) -> None:

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
 from events.models import Checkpoint, Event, ProjectionRun
+from events.rows import rows_update
 from events.selectors import events_after, head_position
 from events.types import StoredEvent
 
@@ -148,6 +149,49 @@ def projections_wait(*, position: int, timeout: float | None = None) -> bool:
                     return False
                 time.sleep(0.02)
     return True
+
+
+def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -> bool:
+    """Read-your-writes inside the append: apply the transaction's own events to every live
+    projection that had applied everything before them; True if every projection did.
+
+    Called by event_append under the append lock, after its INSERT. Without the lock, an
+    event committed later with a lower position could be passed over; under it, the log up
+    to `head_before` is all there is, so a checkpoint standing at `head_before` may move
+    to these events and nothing is skipped. The checkpoints are taken with SKIP LOCKED: one
+    held by a runner (a worker's batch, a rebuild's swap) is left to it and to the wait after
+    COMMIT, because waiting for it here would hold the append lock, and so every writer, for
+    as long as that batch takes. Rows and checkpoints move in this transaction: both commit
+    with the events or neither does. A projection that fails is rolled back to the savepoint
+    and logged; the write itself still commits, and the workers retry the projection.
+    """
+    names = projection_names()
+    table = connection.ops.quote_name(Checkpoint._meta.db_table)
+    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    checkpoints = list(
+        Checkpoint.objects.raw(
+            f"SELECT * FROM {table} WHERE is_live AND position = %s"  # noqa: S608 - no input in it
+            f" AND projection IN ({', '.join(['%s'] * len(names))}){lock}",
+            [head_before, *names],
+        )
+    )
+    if not checkpoints:
+        return False
+    try:
+        with transaction.atomic():
+            for checkpoint in checkpoints:
+                projection = _registry[checkpoint.projection]
+                handled = [event for event in events if event.type in projection.event_types]
+                if handled:
+                    projection.apply(handled, generation=checkpoint.generation)
+                checkpoint.position = events[-1].position
+            rows_update(
+                checkpoints, fields=[Checkpoint._meta.get_field(f) for f in ("position", "updated_at")]
+            )
+    except Exception:
+        logger.exception("projections failed on events %s..%s", events[0].position, events[-1].position)
+        return False
+    return len(checkpoints) == len(names)
 
 
 @dataclass

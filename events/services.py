@@ -8,11 +8,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 
 from events.chain import canonical_json, event_hash
 from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
 from events.models import Event
+from events.projections import projections_apply_appended
+from events.rows import rows_insert
 from events.selectors import stored_event_from_row
 from events.types import NewEvent, StoredEvent
 
@@ -92,6 +94,42 @@ def _as_stored(values: list[Any]) -> list[Any]:
     return json.loads(stored) if isinstance(stored, str) else stored
 
 
+def _stream_head(stream_id: uuid.UUID) -> tuple[int, int, str]:
+    """(head position of the whole log, the stream's version, its last hash), in one round trip.
+
+    SQL rather than the ORM: this runs on every write, and building it took the ORM longer
+    than PostgreSQL took to answer.
+    """
+    table = connection.ops.quote_name(Event._meta.db_table)
+    key = Event._meta.get_field("stream_id").get_db_prep_value(stream_id, connection)
+    newest = f"FROM {table} WHERE stream_id = %s ORDER BY stream_version DESC LIMIT 1"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT MAX(position) FROM {table}),"  # noqa: S608 - no input in it
+            f" (SELECT stream_version {newest}), (SELECT hash {newest})",
+            [key, key],
+        )
+        head, version, previous_hash = cursor.fetchone()
+    return head or 0, version or 0, previous_hash or ""
+
+
+def _already_stored(stream_id: uuid.UUID, events: Sequence[NewEvent]) -> list[StoredEvent] | None:
+    """The stored events when all of `events` are in this stream already (a retry), else None.
+
+    Raises EventIdReused when only some of the ids are stored, or elsewhere.
+    """
+    ids = [new.event_id for new in events]
+    already = list(Event.objects.filter(event_id__in=ids).order_by("position"))
+    if not already:
+        return None
+    if len(already) == len(ids) and all(
+        row.stream_id == stream_id and row.event_id == new.event_id and row.type == new.type
+        for row, new in zip(already, events, strict=True)
+    ):
+        return [stored_event_from_row(row) for row in already]
+    raise EventIdReused(f"event ids {[str(r.event_id) for r in already]} are already stored")
+
+
 def event_append(
     *,
     stream_id: uuid.UUID,
@@ -103,7 +141,8 @@ def event_append(
 
     Raises ConcurrencyConflict (nothing stored) when the stream has moved on. Appending
     events whose ids are all stored already returns those events and stores nothing, so a
-    retried request is harmless.
+    retried request is harmless. With read-your-writes on, the live projections apply the
+    events in this same transaction when they are caught up (events.projections).
     """
     if not events:
         raise InvalidEvent("nothing to append")
@@ -122,24 +161,12 @@ def event_append(
 
     with transaction.atomic():
         recorded_at = append_lock()
-        ids = [new.event_id for new in events]
-        already = list(Event.objects.filter(event_id__in=ids).order_by("position"))
-        if already:
-            if len(already) == len(ids) and all(
-                row.stream_id == stream_id and row.event_id == new.event_id and row.type == new.type
-                for row, new in zip(already, events, strict=True)
-            ):
-                return [stored_event_from_row(row) for row in already]
-            raise EventIdReused(f"event ids {[str(r.event_id) for r in already]} are already stored")
-
-        head = (
-            Event.objects.filter(stream_id=stream_id)
-            .order_by("-stream_version")
-            .values_list("stream_version", "hash")
-            .first()
-        )
-        version, previous_hash = head if head else (0, "")
+        head_before, version, previous_hash = _stream_head(stream_id)
         if version != expected_version:
+            # A retry of an append that went through finds the stream moved on by itself.
+            already = _already_stored(stream_id, events)
+            if already is not None:
+                return already
             raise ConcurrencyConflict(
                 stream_id=stream_id, expected_version=expected_version, actual_version=version
             )
@@ -171,27 +198,46 @@ def event_append(
                     hash=previous_hash,
                 )
             )
-        try:
-            with transaction.atomic():
-                Event.objects.bulk_create(rows)
-        except IntegrityError as exc:
-            # Only reachable if something appended without the lock; the unique
-            # (stream_id, stream_version) constraint is the last line of defence.
+        # ON CONFLICT DO NOTHING instead of a savepoint to recover from the unique violation:
+        # the event_id of a retry sent with an expected version that is the head again (the
+        # client re-read after its first try went through), or ids used elsewhere. A row
+        # left out that way means nothing of this append may stay: raising here rolls back
+        # this block, and the unique (stream_id, stream_version), which only something
+        # appending without the lock could hit, ends the same way.
+        positions = rows_insert(rows, ignore_conflicts=True, returning="position")
+        if not positions:
+            already = _already_stored(stream_id, events)
+            if already is not None:
+                return already
             raise ConcurrencyConflict(
                 stream_id=stream_id, expected_version=expected_version, actual_version=-1
-            ) from exc
-        last_position = rows[-1].position
-        transaction.on_commit(lambda: _after_commit(last_position), robust=True)
-    return [stored_event_from_row(row) for row in rows]
+            )
+        if len(positions) < len(rows):
+            raise EventIdReused(
+                f"some of the event ids {[str(new.event_id) for new in events]} are stored already"
+            )
+        for row, position in zip(rows, positions, strict=True):
+            row.position = position
+        stored = [stored_event_from_row(row) for row in rows]
+        applied = settings.PROJECTION_READ_YOUR_WRITES and projections_apply_appended(
+            stored, head_before=head_before
+        )
+        last_position = stored[-1].position
+        transaction.on_commit(lambda: _after_commit(last_position, applied=applied), robust=True)
+    return stored
 
 
-def _after_commit(position: int) -> None:
-    """Queue a catch-up for the workers, then make the writer's own read see its write.
+def _after_commit(position: int, *, applied: bool) -> None:
+    """Unless the append applied itself to every live projection: queue a catch-up for the
+    workers, then make the writer's own read see its write.
 
     Runs after COMMIT (robust: an error here is logged, never turned into a failed write
     that in fact succeeded). A broker outage only costs the queued task: the beat schedule
-    and the inline catch-up below cover for it.
+    and the catch-up below cover for it. When the append transaction already moved every
+    live checkpoint past its events, a task would find nothing to apply: none is queued.
     """
+    if applied:
+        return
     from events.projections import projections_wait
     from events.tasks import projections_catch_up
 

@@ -61,6 +61,7 @@ from agents_app.selectors import (
     parse_instant,
     revision_get,
     revision_list,
+    revision_pair,
     revision_resolve,
 )
 from events.exceptions import ConcurrencyConflict
@@ -722,15 +723,13 @@ class AgentDiffApi(ApiView):
         responses=DIFF_RESPONSES,
     )
     def get(self, request: Request, name: str) -> Response:
-        agent = self.agent()
-        new = revision_resolve(agent=agent, ref=request.query_params.get("to") or "latest")
-        from_ref = request.query_params.get("from")
-        if from_ref:
-            old = revision_resolve(agent=agent, ref=from_ref)
-        elif new.revision == 1:
-            old = new  # nothing came before the first revision: an empty diff, not an error
-        else:
-            old = revision_get(agent_id=agent.agent_id, revision=new.revision - 1)
+        # Without `from`, the revision before `to`; before the first revision there is none: an
+        # empty diff of it with itself, not an error.
+        old, new = revision_pair(
+            agent=self.agent(),
+            from_ref=request.query_params.get("from"),
+            to_ref=request.query_params.get("to"),
+        )
         return _diff_response(request, old, new)
 
 

@@ -135,11 +135,10 @@ class ThisProject:
 
     def diff(self, handle: uuid.UUID, old: int, new: int) -> dict[str, Any]:
         """What GET /agents/<name>/diff/?from=&to= computes, without HTTP."""
-        from agents_app.selectors import agent_get, revision_resolve
+        from agents_app.selectors import agent_get, revision_pair
 
         agent = agent_get(name=self.names[handle])
-        old_row = revision_resolve(agent=agent, ref=str(old))
-        new_row = revision_resolve(agent=agent, ref=str(new))
+        old_row, new_row = revision_pair(agent=agent, from_ref=str(old), to_ref=str(new))
         return revision_diff(old=DiffSide.from_revision(old_row), new=DiffSide.from_revision(new_row))
 
     def storage(self) -> dict[str, tuple[int, int]]:

@@ -6,6 +6,7 @@ history, because a unified diff that only looks right is the usual way such code
 """
 
 import datetime as dt
+import difflib
 import itertools
 import json
 import os
@@ -14,8 +15,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agents_app.diff import DiffSide, html_diff, revision_diff, unified_diff
+from agents_app.diff import (
+    DiffSide,
+    _grouped,
+    html_diff,
+    line_changes,
+    line_opcodes,
+    revision_diff,
+    unified_diff,
+)
 from agents_app.document import parse_agent_document
 
 RECORDED_AT = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -469,3 +480,41 @@ def test_html_of_identical_revisions_says_so_and_folds_the_whole_file():
     assert "identical" in fragment
     assert "\u22ef 10 unchanged lines" in fragment
     assert '<tr class="equal">' not in fragment
+
+
+# ---------------------------------------------------------------------------------------
+# Line opcodes and hunks
+# ---------------------------------------------------------------------------------------
+
+LINE_LISTS = st.lists(st.sampled_from(["a\n", "b\n", "c\n", "\n", "d", "a"]), max_size=30)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(old=LINE_LISTS, new=LINE_LISTS)
+def test_line_opcodes_turn_the_old_lines_into_the_new_and_keep_every_common_line_they_can(old, new):
+    opcodes = line_opcodes(old, new)
+
+    rebuilt, equal = [], 0
+    for tag, i1, i2, j1, j2 in opcodes:
+        if tag == "equal":
+            assert old[i1:i2] == new[j1:j2]
+            equal += i2 - i1
+            rebuilt += old[i1:i2]
+        else:
+            rebuilt += new[j1:j2]
+    assert rebuilt == new
+    # As many lines kept as the longest common subsequence (never fewer than difflib keeps).
+    kept_by_difflib = sum(
+        block.size for block in difflib.SequenceMatcher(None, old, new, autojunk=False).get_matching_blocks()
+    )
+    assert equal >= kept_by_difflib
+    assert line_changes(old, new) == (len(new) - equal, len(old) - equal)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(old=LINE_LISTS, new=LINE_LISTS)
+def test_hunks_are_cut_as_difflib_cuts_them(old, new):
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    expected = [] if old == new else list(matcher.get_grouped_opcodes(3))
+
+    assert list(_grouped(matcher.get_opcodes(), 3)) == expected

@@ -498,3 +498,16 @@ def test_deep_nesting_is_refused_even_when_the_frontmatter_falls_back_to_lenient
 
     assert (field, line) == ("frontmatter", 4)
     assert "nested deeper" in message
+
+
+def test_a_text_parsed_once_is_refused_again_when_the_size_limit_drops_below_it(settings, make_agent_text):
+    text = make_agent_text(body="Remembered once parsed.\n")
+    assert parse_agent_document(text).content == text  # now in the cache of parsed texts
+    settings.AGENT_MAX_BYTES = len(text.encode()) - 1
+
+    [(field, message, _)] = problems_of(text)
+
+    assert (field, message) == (
+        "content",
+        f"document is {len(text.encode())} bytes; the limit is {len(text) - 1} bytes",
+    )

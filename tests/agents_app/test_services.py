@@ -33,6 +33,8 @@ from agents_app.services import (
 )
 from events.exceptions import ConcurrencyConflict
 from events.models import Event
+from events.services import event_append
+from events.types import NewEvent
 from tests.agents_app.test_document import INVALID_DOCUMENTS
 
 pytestmark = pytest.mark.django_db
@@ -768,3 +770,38 @@ def test_concurrent_creates_of_one_name_let_exactly_one_through(make_agent_text,
     assert [event.stream_id for event in created] == [winner.agent_id]
     assert list(AgentNameClaim.objects.values_list("name", "agent_id")) == [(unique_name, winner.agent_id)]
     assert agent_get(name=unique_name).agent_id == winner.agent_id
+
+
+def test_an_agent_whose_stream_was_written_without_the_services_can_be_revised_and_archived(
+    commit, context, make_agent_text, unique_name
+):
+    # A bulk load appends a whole history straight to the store: no name claim is written.
+    agent_id = uuid.uuid4()
+    commit(
+        event_append,
+        stream_id=agent_id,
+        expected_version=0,
+        events=[
+            NewEvent(type="agent.created", data={"content": make_agent_text(unique_name), "revision": 1}),
+            NewEvent(
+                type="agent.revised",
+                data={"content": make_agent_text(unique_name, body="v2\n"), "revision": 2},
+            ),
+        ],
+        metadata=context.metadata(),
+    )
+    assert not AgentNameClaim.objects.filter(agent_id=agent_id).exists()
+
+    change = commit(
+        agent_revise, agent_id=agent_id, content=make_agent_text(unique_name, body="v3\n"), context=context
+    )
+    assert (change.name, change.revision, change.stream_version) == (unique_name, 3, 3)
+    commit(agent_archive, agent_id=agent_id, context=context)
+    with pytest.raises(AgentArchived, match=f"agent '{unique_name}' is archived"):
+        commit(
+            agent_revise,
+            agent_id=agent_id,
+            content=make_agent_text(unique_name, body="v4\n"),
+            context=context,
+        )
+    assert [e.stream_version for e in Event.objects.filter(stream_id=agent_id)] == [1, 2, 3, 4]

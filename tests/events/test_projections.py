@@ -478,3 +478,85 @@ def test_status_reports_lag_while_catch_up_is_off_and_none_after_catch_up(catch_
     assert {status.lag_events for status in caught_up} == {0}
     assert {status.lag_seconds for status in caught_up} == {0.0}
     assert all(status.checkpoint == status.head for status in caught_up)
+
+
+# --- read-your-writes inside the append ------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_write_applies_itself_to_every_live_view_in_its_own_transaction_and_queues_nothing(
+    django_capture_on_commit_callbacks, context, monkeypatch
+):
+    queued: list[str] = []
+    monkeypatch.setattr("events.tasks.projections_catch_up.delay", lambda: queued.append("catch-up"))
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_id = agent_create(content=agent_text("inline"), context=context).agent_id  # checkpoints made
+    queued.clear()  # the very first write finds no checkpoint to move, and leaves the views to others
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        change = agent_revise(agent_id=agent_id, content=agent_text("inline", body="Two.\n"), context=context)
+        # Before COMMIT and before any hook: the rows and the checkpoints moved with the event.
+        assert {c.projection: c.position for c in Checkpoint.objects.filter(is_live=True)} == {
+            CURRENT: change.position,
+            REVISIONS: change.position,
+        }
+        assert agents_current().get(agent_id=agent_id).revision == 2
+        assert agent_revisions().filter(agent_id=agent_id).count() == 2
+    for callback in callbacks:
+        callback()
+    assert queued == []  # a catch-up would have found nothing to apply
+
+
+@pytest.mark.django_db
+def test_a_write_behind_a_lagging_view_brings_it_up_after_commit_and_queues_a_catch_up(
+    django_capture_on_commit_callbacks, context, settings, monkeypatch
+):
+    queued: list[str] = []
+    monkeypatch.setattr("events.tasks.projections_catch_up.delay", lambda: queued.append("catch-up"))
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_id = agent_create(content=agent_text("behind"), context=context).agent_id
+    settings.PROJECTION_READ_YOUR_WRITES = False
+    with django_capture_on_commit_callbacks(execute=True):  # a bulk import: left to the workers
+        agent_revise(agent_id=agent_id, content=agent_text("behind", body="Imported.\n"), context=context)
+    assert agents_current().get(agent_id=agent_id).revision == 1
+    settings.PROJECTION_READ_YOUR_WRITES = True
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        change = agent_revise(
+            agent_id=agent_id, content=agent_text("behind", body="Mine.\n"), context=context
+        )
+        # The views had not applied everything before this event: the append leaves them be.
+        assert agents_current().get(agent_id=agent_id).revision == 1
+    queued.clear()
+    for callback in callbacks:
+        callback()
+    assert queued == ["catch-up"]
+    assert agents_current().get(agent_id=agent_id).revision == 3
+    assert live_checkpoint(CURRENT).position == live_checkpoint(REVISIONS).position == change.position
+
+
+@pytest.mark.django_db
+def test_a_view_that_fails_on_a_write_does_not_fail_the_write_and_is_left_behind(
+    django_capture_on_commit_callbacks, context, monkeypatch, caplog
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_id = agent_create(content=agent_text("fragile"), context=context).agent_id
+    before = live_checkpoint(REVISIONS).position
+
+    def broken(self, events, *, generation):
+        AgentCurrent.objects.filter(generation=generation).update(description="half-applied")
+        raise RuntimeError("a bug in a projection")
+
+    monkeypatch.setattr(type(projection_get(REVISIONS)), "apply", broken)
+    monkeypatch.setattr("events.projections.projections_wait", lambda **kwargs: False)
+    monkeypatch.setattr("events.tasks.projections_catch_up.delay", lambda: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        change = agent_revise(
+            agent_id=agent_id, content=agent_text("fragile", body="Two.\n"), context=context
+        )
+
+    # The event is stored; both views were rolled back to the savepoint, none half-applied.
+    assert [e.stream_version for e in Event.objects.filter(stream_id=agent_id)] == [1, 2]
+    assert change.stream_version == 2
+    assert live_checkpoint(REVISIONS).position == live_checkpoint(CURRENT).position == before
+    assert agents_current().get(agent_id=agent_id).revision == 1
+    assert not agents_current().filter(description="half-applied").exists()
+    assert "projections failed on events" in caplog.text and "a bug in a projection" in caplog.text

@@ -167,6 +167,33 @@ def test_a_retried_append_with_the_same_event_id_is_stored_once_and_returns_the_
     assert Event.objects.filter(stream_id=stream_id).count() == 1
 
 
+def test_a_retry_sent_after_re_reading_the_head_it_moved_returns_the_stored_event_and_stores_nothing():
+    # The first try went through but its answer was lost; the client re-read the stream (now
+    # at version 1, its own event) and sent the same event again with that as its expectation.
+    stream_id = uuid.uuid4()
+    event_id = uuid.uuid4()
+    first = append(stream_id, 0, {"n": 1}, event_id=event_id)
+
+    retried = append(stream_id, 1, {"n": 1}, event_id=event_id)
+
+    assert retried == first
+    assert [event.stream_version for event in stream_read(stream_id=stream_id)] == [1]
+
+
+def test_a_batch_whose_ids_are_partly_stored_is_refused_whole():
+    stored_id = uuid.uuid4()
+    stream_id = uuid.uuid4()
+    append(stream_id, 0, {"n": 1}, event_id=stored_id)
+    head = head_position()
+    batch = [NewEvent(type=NOTE, data={"n": 2}), NewEvent(type=NOTE, data={"n": 1}, event_id=stored_id)]
+
+    with pytest.raises(EventIdReused), transaction.atomic():
+        event_append(stream_id=stream_id, expected_version=1, events=batch, metadata=METADATA)
+
+    assert head_position() == head
+    assert [event.data for event in stream_read(stream_id=stream_id)] == [{"n": 1}]
+
+
 def test_an_event_id_reused_for_another_stream_is_refused_and_stores_nothing():
     event_id = uuid.uuid4()
     append(uuid.uuid4(), 0, {"n": 1}, event_id=event_id)

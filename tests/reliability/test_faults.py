@@ -350,7 +350,8 @@ def test_writes_succeed_while_redis_is_down_and_the_views_catch_up_when_it_retur
     print(f"views caught up {time.monotonic() - restarted:.1f} s after Redis was back")
     status, _, current = stack.http("GET", f"/api/v1/agents/{name}/")
     assert status == 200 and current["content"] == cli_content and current["revision"] == imported
-    # And the worker consumes again what the web queues.
+    # And the worker consumes again what the web queues: a write (applied by the request
+    # itself, nothing queued), then a rebuild asked for over HTTP.
     rid = request_id("after-outage")
     status, headers, body = stack.http(
         "PUT",
@@ -360,12 +361,17 @@ def test_writes_succeed_while_redis_is_down_and_the_views_catch_up_when_it_retur
     )
     assert status == 200, body
     acknowledged[rid] = imported + 1
+    rebuild_rid = request_id("rebuild-after-outage")
+    status, _, queued = stack.http(
+        "POST", "/api/v1/projections/agents.current/rebuild/", headers={"X-Request-ID": rebuild_rid}
+    )
+    assert status == 202 and queued["queued"], queued
     stack.wait_for(
         lambda: any(
-            line.get("request_id") == rid and "succeeded" in line.get("message", "")
+            line.get("request_id") == rebuild_rid and "succeeded" in line.get("message", "")
             for line in worker.json_lines()
         ),
-        what="the worker ran the catch-up queued by the write after the outage",
+        what="the worker ran the rebuild queued after the outage",
         timeout=30,
     )
 

@@ -1,0 +1,77 @@
+"""Writes of model rows for the hot paths (append, projections), as plain prepared statements.
+
+The ORM builds every INSERT and UPDATE anew: for the one or two rows of a writer's own
+event that took longer than the database did (bulk_update builds a CASE per field and
+row). These helpers send the same SQL the ORM would, with each value prepared by the
+model's own field (`get_db_prep_save`: JSON, UUIDs, datetimes on PostgreSQL and SQLite
+alike), so what lands in the table is what `save()` would have written.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Field, Model
+
+
+def _db():
+    # The thread's own connection object: `django.db.connection` is a proxy that looks the
+    # connection up again on every attribute access, once per value prepared below.
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _values(db, rows: Sequence[Model], fields: Sequence[Field], *, add: bool) -> list[list[Any]]:
+    return [[field.get_db_prep_save(field.pre_save(row, add), db) for field in fields] for row in rows]
+
+
+def rows_insert(
+    rows: Sequence[Model], *, ignore_conflicts: bool = False, returning: str | None = None
+) -> list[Any]:
+    """INSERT new rows of one model (its auto primary key left to the database).
+
+    With `ignore_conflicts`, rows that would break a unique constraint are skipped (ON
+    CONFLICT DO NOTHING, on PostgreSQL and SQLite). With `returning` (a column), the values
+    of that column for the rows actually inserted, in order. One single-row statement sent
+    as one executemany (a pipeline on psycopg 3): a multi-row VALUES list of hundreds of
+    rows is a new statement text each time, which psycopg parses again every time.
+    """
+    if not rows:
+        return []
+    db = _db()
+    model = type(rows[0])
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    quote = db.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(field.column) for field in fields)})"  # noqa: S608 - names from the model
+        f" VALUES ({', '.join(['%s'] * len(fields))})"
+        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+        + (f" RETURNING {quote(returning)}" if returning else "")
+    )
+    values = _values(db, rows, fields, add=True)
+    with db.cursor() as cursor:
+        if not returning:
+            cursor.executemany(sql, values)
+            return []
+        returned = []
+        for row_values in values:
+            cursor.execute(sql, row_values)
+            returned += [value for (value,) in cursor.fetchall()]
+        return returned
+
+
+def rows_update(rows: Sequence[Model], *, fields: Sequence[Field]) -> None:
+    """UPDATE `fields` of existing rows by primary key: one statement per row, sent as one
+    executemany."""
+    if not rows:
+        return
+    db = _db()
+    model = type(rows[0])
+    quote = db.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    values = _values(db, rows, fields, add=False)
+    with db.cursor() as cursor:
+        table, key = quote(model._meta.db_table), quote(model._meta.pk.column)
+        cursor.executemany(
+            f"UPDATE {table} SET {assignments} WHERE {key} = %s",  # noqa: S608 - names from the model
+            [[*row_values, row.pk] for row_values, row in zip(values, rows, strict=True)],
+        )
