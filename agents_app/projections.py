@@ -107,15 +107,11 @@ def _revise_in_place(event: StoredEvent, *, generation: int) -> None:
         "position": event.position,
         **fields,
     }
+    # Content no longer valid under today's rules has no name: the row keeps the one it has.
+    written = [field for field in _REVISION_FIELDS if not (field.name == "name" and values["name"] is None)]
     quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in _REVISION_FIELDS)
-    if values["name"] is None:  # content no longer valid under today's rules: keep the name
-        assignments = assignments.replace(f"{quote('name')} = %s", f"{quote('name')} = {quote('name')}")
-    params = [
-        field.get_db_prep_save(values[field.name], connection)
-        for field in _REVISION_FIELDS
-        if not (field.name == "name" and values["name"] is None)
-    ]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in written)
+    params = [field.get_db_prep_save(values[field.name], connection) for field in written]
     agent_id = AgentCurrent._meta.get_field("agent_id").get_db_prep_value(event.stream_id, connection)
     with connection.cursor() as cursor:
         cursor.execute(

@@ -35,14 +35,14 @@ class Sizes:
 
 FULL = Sizes(
     runs=3,
-    w1_edits=80,
+    w1_edits=500,
     w1_warmup=30,
     w2_seconds=2.0,
     w2_warmup_seconds=0.5,
     w2_processes=(8, 16),
     w2_all_systems_up_to=8,
-    w3_agents=100,
-    w3_revisions=10,
+    w3_agents=300,
+    w3_revisions=20,
     w4_calls=40,
     w4_requests=120,
     w4_warmup=24,

@@ -100,6 +100,10 @@ def reads(bench: Bench) -> None:
     )
 
 
+# Where the body begins in a preloaded content: after the "\n---\n" that closes its frontmatter.
+BODY_START = "position(chr(10) || '---' || chr(10) IN e.data->>'content') + 4"
+
+
 def _bulk_load_sql(events: int) -> str:
     """INSERT ... SELECT statements that add `events` events and their view rows (see module doc)."""
     return f"""
@@ -121,22 +125,22 @@ def _bulk_load_sql(events: int) -> str:
     FROM generate_series(0, {events - 1}) AS g;
 
     INSERT INTO agents_app_agentrevision (generation, agent_id, revision, name, event_type, reverted_to,
-        content, sha256, frontmatter, body, description, model, tools, warnings, actor, reason, source,
+        content, sha256, frontmatter, body_start, description, model, tools, warnings, actor, reason, source,
         recorded_at, occurred_at, changed_keys, lines_added, lines_removed, stream_version, position)
     SELECT c.generation, e.stream_id, e.stream_version, 'bulk-' || e.stream_id, e.type, NULL,
            e.data->>'content', md5(e.data->>'content') || md5(e.data->>'content'),
-           '{{}}'::jsonb, 'Body', 'Preloaded agent', '', NULL, '[]'::jsonb, 'bulk', '', 'import',
+           '{{}}'::jsonb, {BODY_START}, 'Preloaded agent', '', NULL, '[]'::jsonb, 'bulk', '', 'import',
            e.recorded_at, e.recorded_at, '[]'::jsonb, 1, 1, e.stream_version, e.position
     FROM events_event e, events_checkpoint c
     WHERE e.metadata->>'actor' = 'bulk' AND c.projection = 'agents.revisions' AND c.is_live;
 
     INSERT INTO agents_app_agentcurrent (generation, agent_id, name, status, revision, stream_version,
-        content, sha256, frontmatter, body, description, model, tools, labels, warnings, created_by,
+        content, sha256, frontmatter, body_start, description, model, tools, labels, warnings, created_by,
         created_at, updated_by, updated_at, position)
     SELECT c.generation, e.stream_id, 'bulk-' || e.stream_id, 'active', e.stream_version, e.stream_version,
-           e.data->>'content', md5(e.data->>'content') || md5(e.data->>'content'), '{{}}'::jsonb, 'Body',
-           'Preloaded agent', '', NULL, '{{}}'::jsonb, '[]'::jsonb, 'bulk', e.recorded_at, 'bulk',
-           e.recorded_at, e.position
+           e.data->>'content', md5(e.data->>'content') || md5(e.data->>'content'), '{{}}'::jsonb,
+           {BODY_START}, 'Preloaded agent', '', NULL, '{{}}'::jsonb, '[]'::jsonb, 'bulk', e.recorded_at,
+           'bulk', e.recorded_at, e.position
     FROM events_event e, events_checkpoint c
     WHERE e.metadata->>'actor' = 'bulk' AND e.stream_version = {STREAM_EVENTS}
       AND c.projection = 'agents.current' AND c.is_live;
