@@ -1,4 +1,4 @@
-"""Writes of model rows for the hot paths (append, projections), as plain prepared statements.
+"""Writes of model rows for the hot paths (append, projections), as plain SQL statements.
 
 The ORM builds every INSERT and UPDATE anew: for the one or two rows of a writer's own
 event that took longer than the database did (bulk_update builds a CASE per field and
@@ -12,6 +12,10 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model
+
+# Rows per INSERT ... RETURNING statement: well below the bound parameters SQLite and
+# PostgreSQL allow in one statement.
+RETURNING_CHUNK = 100
 
 
 def _db():
@@ -31,9 +35,10 @@ def rows_insert(
 
     With `ignore_conflicts`, rows that would break a unique constraint are skipped (ON
     CONFLICT DO NOTHING, on PostgreSQL and SQLite). With `returning` (a column), the values
-    of that column for the rows actually inserted, in order. One single-row statement sent
-    as one executemany (a pipeline on psycopg 3): a multi-row VALUES list of hundreds of
-    rows is a new statement text each time, which psycopg parses again every time.
+    of that column for the rows actually inserted, in order: RETURNING needs the rows in
+    one statement, so they go RETURNING_CHUNK at a time. Without it, one single-row
+    statement sent as one executemany (a pipeline on psycopg 3): a VALUES list of hundreds
+    of rows would be a statement text that psycopg parses anew each time.
     """
     if not rows:
         return []
@@ -41,20 +46,21 @@ def rows_insert(
     model = type(rows[0])
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     quote = db.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(field.column) for field in fields)})"  # noqa: S608 - names from the model
-        f" VALUES ({', '.join(['%s'] * len(fields))})"
-        + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
-        + (f" RETURNING {quote(returning)}" if returning else "")
-    )
+    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(field.column) for field in fields)})"
+    placeholders = f"({', '.join(['%s'] * len(fields))})"
+    tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     values = _values(db, rows, fields, add=True)
     with db.cursor() as cursor:
         if not returning:
-            cursor.executemany(sql, values)
+            cursor.executemany(f"{head} VALUES {placeholders}{tail}", values)
             return []
         returned = []
-        for row_values in values:
-            cursor.execute(sql, row_values)
+        for start in range(0, len(values), RETURNING_CHUNK):
+            chunk = values[start : start + RETURNING_CHUNK]
+            cursor.execute(
+                f"{head} VALUES {', '.join([placeholders] * len(chunk))}{tail} RETURNING {quote(returning)}",
+                [value for row_values in chunk for value in row_values],
+            )
             returned += [value for (value,) in cursor.fetchall()]
         return returned
 

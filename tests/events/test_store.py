@@ -12,6 +12,7 @@ from django.db import DatabaseError, connection, transaction
 
 from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
 from events.models import Event
+from events.rows import RETURNING_CHUNK
 from events.selectors import events_after, head_position, stream_read
 from events.services import event_append
 from events.types import NewEvent
@@ -100,6 +101,19 @@ def test_appended_events_read_back_in_version_order_with_their_stored_fields():
     assert events[0].recorded_at is not None
     assert len(events[0].hash) == 64
     assert [event.data for event in events[1:]] == [{"n": 2}, {"n": 3}]
+
+
+def test_a_long_append_returns_every_event_with_the_position_it_was_stored_at():
+    stream_id = uuid.uuid4()
+    count = 2 * RETURNING_CHUNK + 50  # several INSERT ... RETURNING statements
+
+    returned = append(stream_id, 0, *({"n": n} for n in range(1, count + 1)))
+
+    assert returned == stream_read(stream_id=stream_id)
+    assert [event.data["n"] for event in returned] == list(range(1, count + 1))
+    assert [event.stream_version for event in returned] == list(range(1, count + 1))
+    positions = [event.position for event in returned]
+    assert positions == sorted(positions) and len(set(positions)) == count
 
 
 def test_stream_read_to_version_stops_at_that_version():
