@@ -249,8 +249,6 @@ class RevisionsProjection(Projection):
         for event in events:
             revision = event.data["revision"]
             prior = previous[event.stream_id]
-            if prior is not None and prior.revision >= revision:
-                continue
             fields = parsed_fields(event.data["content"])
             name = fields.pop("name") or (prior.name if prior else "")
             row_body = event.data["content"][fields["body_start"] :]

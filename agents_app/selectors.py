@@ -33,20 +33,24 @@ def agent_revisions() -> QuerySet[AgentRevision]:
     return AgentRevision.objects.filter(generation=_live(REVISIONS))
 
 
-def _live_row(model: type[AgentCurrent] | type[AgentRevision], projection: str, where: str, params: list):
-    """The first row of the live generation of a view matching `where` (SQL after WHERE).
+def _live_rows(model: type[AgentCurrent] | type[AgentRevision], projection: str, where: str, params: list):
+    """The rows of the live generation of a view matching `where` (SQL after WHERE).
 
-    Written as SQL: these two reads serve every request about an agent, and the ORM took
+    Written as SQL: these reads serve every request about an agent, and the ORM took
     several times longer to build them than the database took to answer.
     """
     quote = connection.ops.quote_name
-    rows = model.objects.raw(
+    return model.objects.raw(
         f"SELECT * FROM {quote(model._meta.db_table)} WHERE generation ="  # noqa: S608 - no input in it
         f" (SELECT generation FROM {quote(Checkpoint._meta.db_table)} WHERE projection = %s AND is_live)"
-        f" AND {where} LIMIT 1",
+        f" AND {where}",
         [projection, *params],
     )
-    return next(iter(rows), None)
+
+
+def _live_row(model: type[AgentCurrent] | type[AgentRevision], projection: str, where: str, params: list):
+    """The first row of the live generation of a view matching `where`, or None."""
+    return next(iter(_live_rows(model, projection, f"{where} LIMIT 1", params)), None)
 
 
 def _uuid(value: uuid.UUID) -> object:
@@ -146,6 +150,9 @@ def _revision_number(*, agent: AgentCurrent, ref: str) -> int:
 
 def revision_resolve(*, agent: AgentCurrent, ref: str) -> AgentRevision:
     """The revision a reference names for one agent."""
+    target = parse_ref(ref)
+    if isinstance(target, dt.datetime):  # the row that answers the instant is the one wanted
+        return revision_at(agent_id=agent.agent_id, at=target)
     return revision_get(agent_id=agent.agent_id, revision=_revision_number(agent=agent, ref=ref))
 
 
@@ -156,14 +163,13 @@ def revision_pair(
     `from_ref` (default the revision before it; the first revision compares with itself)."""
     new = _revision_number(agent=agent, ref=to_ref or "latest")
     old = _revision_number(agent=agent, ref=from_ref) if from_ref else max(new - 1, 1)
-    quote = connection.ops.quote_name
     rows = {
         row.revision: row
-        for row in AgentRevision.objects.raw(
-            f"SELECT * FROM {quote(AgentRevision._meta.db_table)} WHERE generation ="  # noqa: S608 - no input in it
-            f" (SELECT generation FROM {quote(Checkpoint._meta.db_table)} WHERE projection = %s AND is_live)"
-            " AND agent_id = %s AND revision IN (%s, %s)",
-            [REVISIONS, _uuid(agent.agent_id), old, new],
+        for row in _live_rows(
+            AgentRevision,
+            REVISIONS,
+            "agent_id = %s AND revision IN (%s, %s)",
+            [_uuid(agent.agent_id), old, new],
         )
     }
     for number in (old, new):
