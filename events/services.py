@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from events.chain import canonical_json, event_hash
 from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
@@ -223,7 +223,7 @@ def event_append(
             stored, head_before=head_before
         )
         last_position = stored[-1].position
-        transaction.on_commit(lambda: _after_commit(last_position, applied=applied), robust=True)
+        transaction.on_commit(lambda: _after_commit(last_position, applied=applied))
     return stored
 
 
@@ -231,10 +231,12 @@ def _after_commit(position: int, *, applied: bool) -> None:
     """Unless the append applied itself to every live projection: queue a catch-up for the
     workers, then make the writer's own read see its write.
 
-    Runs after COMMIT (robust: an error here is logged, never turned into a failed write
-    that in fact succeeded). A broker outage only costs the queued task: the beat schedule
-    and the catch-up below cover for it. When the append transaction already moved every
-    live checkpoint past its events, a task would find nothing to apply: none is queued.
+    Runs after COMMIT. A broker outage only costs the queued task: the beat schedule and
+    the catch-up below cover for it. A projection that fails here is logged and left to the
+    workers: the write went through. A lost database connection is not swallowed: the caller
+    cannot read its write back, and must hear so (the API answers 503, retry-safe), rather
+    than read the version before it. When the append transaction already moved every live
+    checkpoint past its events, a task would find nothing to apply: none is queued.
     """
     if applied:
         return
@@ -246,4 +248,11 @@ def _after_commit(position: int, *, applied: bool) -> None:
     except Exception:
         logger.warning("could not queue the projection catch-up; it will run on schedule", exc_info=True)
     if settings.PROJECTION_READ_YOUR_WRITES:
-        projections_wait(position=position)
+        try:
+            projections_wait(position=position)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            logger.exception(
+                "the views could not be brought up to position %s here; the workers will", position
+            )

@@ -36,10 +36,20 @@ PROBLEM_TYPE = "urn:agent-registry:problem:"
 class ApiProblem(exceptions.APIException):
     """An error with a stable problem type and extra members for the problem body."""
 
-    def __init__(self, *, status_code: int, code: str, title: str, detail: str, **extra: Any) -> None:
+    def __init__(
+        self,
+        *,
+        status_code: int,
+        code: str,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         self.status_code = status_code
         self.code = code
         self.title = title
+        self.headers = headers
         self.extra = extra
         super().__init__(detail=detail, code=code)
 
@@ -155,6 +165,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             code=exc.code,
             title=exc.title,
             detail=str(exc.detail),
+            headers=exc.headers,
             **exc.extra,
         )
     if isinstance(exc, Http404 | DjangoPermissionDenied | exceptions.APIException):

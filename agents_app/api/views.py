@@ -129,6 +129,10 @@ class ApiView(APIView):
     permissions: dict[str, str] = {}
     schema = ProblemAutoSchema()
 
+    # True while a write runs inside the Idempotency-Key's transaction: an error raised while
+    # answering it rolls the write back.
+    answering_inside_the_write = False
+
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication, permissions, throttling first
         # PostgreSQL text cannot hold NUL: a filter with one would fail in the database (a 500)
@@ -278,6 +282,7 @@ class ApiView(APIView):
                 response = Response(record.body, status=record.status, headers=record.headers)
                 response["Idempotent-Replayed"] = "true"
                 return response
+            self.answering_inside_the_write = True
             response = operation()
             if 200 <= response.status_code < 300:
                 IdempotencyRecord.objects.create(
@@ -320,7 +325,30 @@ class ApiView(APIView):
             # answered 404 (and rolled back) although nothing was wrong
             # (tests/reliability/test_http_concurrency.py).
             projections_wait(position=head_position())
-            agent = agent_get(agent_id=agent_id)
+            agent = agents_current().filter(agent_id=agent_id).first()
+        if agent is None or agent.stream_version < stream_version:
+            # A 200 with the version before it would tell the client its change is not there.
+            waited = settings.PROJECTION_WAIT_SECONDS
+            if self.answering_inside_the_write:  # the Idempotency-Key's transaction: raising rolls it back
+                detail = (
+                    f"the views did not catch up with the change within {waited} s, so it was not stored;"
+                    " retry with the same Idempotency-Key"
+                )
+                extra = {}
+            else:
+                detail = (
+                    f"the change is stored as version {stream_version}, but the views had not caught up"
+                    f" with it after {waited} s; read the agent again shortly"
+                )
+                extra = {"stored_version": stream_version}
+            raise ApiProblem(
+                status_code=503,
+                code="views-behind",
+                title="Not yet readable",
+                detail=detail,
+                headers={"Retry-After": "2"},
+                **extra,
+            )
         data = out.AgentOutputSerializer(out.agent_payload(agent)).data
         headers = {"ETag": f'"{agent.stream_version}"'}
         if status_code == 201:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import OperationalError
 
 from agents_app.models import AgentCurrent
 from agents_app.projections import CURRENT, REVISIONS
@@ -560,3 +561,53 @@ def test_a_view_that_fails_on_a_write_does_not_fail_the_write_and_is_left_behind
     assert agents_current().get(agent_id=agent_id).revision == 1
     assert not agents_current().filter(description="half-applied").exists()
     assert "projections failed on events" in caplog.text and "a bug in a projection" in caplog.text
+
+
+def _behind(django_capture_on_commit_callbacks, context, settings, monkeypatch, name: str) -> uuid.UUID:
+    """An agent whose views lag one event behind the log (a write with read-your-writes off,
+    its catch-up never run)."""
+    monkeypatch.setattr("events.tasks.projections_catch_up.delay", lambda: None)
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_id = agent_create(content=agent_text(name), context=context).agent_id
+    settings.PROJECTION_READ_YOUR_WRITES = False
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_revise(agent_id=agent_id, content=agent_text(name, body="Imported.\n"), context=context)
+    settings.PROJECTION_READ_YOUR_WRITES = True
+    return agent_id
+
+
+@pytest.mark.django_db
+def test_a_connection_lost_while_a_write_waits_for_the_views_reaches_the_writer(
+    django_capture_on_commit_callbacks, context, settings, monkeypatch
+):
+    agent_id = _behind(django_capture_on_commit_callbacks, context, settings, monkeypatch, "lost")
+
+    def lost(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("events.projections.projections_wait", lost)
+    with pytest.raises(OperationalError), django_capture_on_commit_callbacks(execute=True):
+        agent_revise(agent_id=agent_id, content=agent_text("lost", body="Mine.\n"), context=context)
+
+    # Told it failed (the API makes it a 503), yet the event is stored: a retry with If-Match gets a 412.
+    assert [e.stream_version for e in Event.objects.filter(stream_id=agent_id)] == [1, 2, 3]
+
+
+@pytest.mark.django_db
+def test_a_projection_error_while_a_write_waits_for_the_views_is_logged_and_the_write_returns(
+    django_capture_on_commit_callbacks, context, settings, monkeypatch, caplog
+):
+    agent_id = _behind(django_capture_on_commit_callbacks, context, settings, monkeypatch, "buggy")
+
+    def buggy(**kwargs):
+        raise RuntimeError("a bug in a projection")
+
+    monkeypatch.setattr("events.projections.projections_wait", buggy)
+    with django_capture_on_commit_callbacks(execute=True):
+        change = agent_revise(agent_id=agent_id, content=agent_text("buggy", body="Mine.\n"), context=context)
+
+    assert change.stream_version == 3
+    assert (
+        "the views could not be brought up to position" in caplog.text
+        and "a bug in a projection" in caplog.text
+    )

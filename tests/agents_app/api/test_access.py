@@ -215,3 +215,45 @@ def test_every_response_carries_a_request_id_and_a_sane_one_is_echoed(api, users
     assert len(generated["X-Request-ID"]) == 32
     assert echoed["X-Request-ID"] == "trace-123"
     assert refused["X-Request-ID"] != "bad id\n"
+
+
+@pytest.fixture
+def views_stuck(settings, monkeypatch):
+    """The views never catch up: the write leaves its event to workers that do not come."""
+    settings.PROJECTION_READ_YOUR_WRITES = False
+    settings.PROJECTION_WAIT_SECONDS = 0
+    monkeypatch.setattr("events.tasks.projections_catch_up.delay", lambda: None)
+    monkeypatch.setattr("agents_app.api.views.projections_wait", lambda **kwargs: False)
+
+
+def test_a_write_the_views_do_not_catch_up_with_is_a_503_naming_the_stored_version(
+    editor_api, created, views_stuck
+):
+    body = {"content": agent_text("reviewer", body="v2\n")}
+
+    response = editor_api.put("/api/v1/agents/reviewer/", body, HTTP_IF_MATCH='"1"')
+
+    problem = assert_problem(response, 503, "views-behind")
+    assert problem["stored_version"] == 2 and "stored as version 2" in problem["detail"]
+    assert int(response["Retry-After"]) > 0
+    assert Event.objects.count() == 2  # the write went through; only its answer could not be read
+
+
+def test_an_idempotent_write_the_views_do_not_catch_up_with_stores_nothing_and_can_be_retried(
+    editor_api, created, views_stuck, settings, monkeypatch
+):
+    body = {"content": agent_text("reviewer", body="v2\n")}
+
+    def send():
+        return editor_api.put(
+            "/api/v1/agents/reviewer/", body, HTTP_IF_MATCH='"1"', **{"Idempotency-Key": "stuck-1"}
+        )
+
+    problem = assert_problem(send(), 503, "views-behind")
+
+    assert "was not stored" in problem["detail"] and "stored_version" not in problem
+    assert Event.objects.count() == 1 and not IdempotencyRecord.objects.exists()
+    settings.PROJECTION_READ_YOUR_WRITES = True
+    monkeypatch.undo()  # the views move again: the retry with the same key goes through
+    assert send().status_code == 200
+    assert Event.objects.count() == 2

@@ -1,0 +1,35 @@
+"""The benchmark suite's command line and statement counting (the suite itself runs in CI with --quick)."""
+
+import pytest
+from django.db import connection
+
+from bench.__main__ import _arguments
+from bench.workloads.profiling import count_queries
+
+
+def test_an_unknown_workload_is_refused_with_the_known_ones_named(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _arguments(["--only", "W1,W9"])
+
+    assert exit_info.value.code == 2
+    assert "unknown workloads ['W9']; choose from W1, W2, W3, W4, W5, W6" in capsys.readouterr().err
+
+
+def test_workloads_that_reuse_w1s_agents_bring_w1_and_run_in_suite_order():
+    assert _arguments(["--only", "w5, W4"]).selected == ["W1", "W4", "W5"]
+    assert _arguments(["--quick"]).output is None  # a quick run writes no report unless asked
+
+
+@pytest.mark.django_db
+def test_an_executemany_counts_as_one_statement_per_row():
+    def work():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.executemany(
+                "UPDATE events_checkpoint SET position = position WHERE id = %s", [[1], [2], [3]]
+            )
+
+    per_call, kinds = count_queries(work, 2)
+
+    assert per_call == 4
+    assert kinds["UPDATE events_checkpoint"] == 3
