@@ -226,8 +226,8 @@ class RevisionsProjection(Projection):
         for event in events:
             first.setdefault(event.stream_id, event.data["revision"])
         previous: dict[uuid.UUID, AgentRevision | None] = dict.fromkeys(first)
-        if any(revision > 1 for revision in first.values()):
-            pairs = [(agent_id, revision - 1) for agent_id, revision in first.items() if revision > 1]
+        pairs = [(agent_id, revision - 1) for agent_id, revision in first.items() if revision > 1]
+        if pairs:
             agent_id_field = AgentRevision._meta.get_field("agent_id")
             quote = connection.ops.quote_name
             for row in AgentRevision.objects.raw(
