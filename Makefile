@@ -15,8 +15,10 @@ $(BIN)/activate: pyproject.toml
 
 install: $(BIN)/activate
 
-## run: migrate, load the demo agents, create an admin (password printed once), serve on 127.0.0.1:8000
-run: install
+## run: migrate, load the demo agents once, create an admin (password printed once), serve on
+## 127.0.0.1:8000 (another port: make run PORT=8080). Writes .env.local once (DEBUG=1 and a generated
+## SECRET_KEY; settings read it) so that `.venv/bin/python manage.py ...` works bare afterwards.
+run: install .env.local
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py bootstrap_demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
@@ -50,6 +52,11 @@ lint: install
 bench: install
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+.env.local:
+	@printf '# Written once by `make run` for the embedded default; read by project/settings.py.\nDEBUG=1\nSECRET_KEY=%s\n' \
+	  "$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env.local
+	@echo "wrote .env.local (DEBUG=1, a generated SECRET_KEY)"
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache

@@ -36,3 +36,26 @@ class RequestIdMiddleware:
         response._resource_closers.append(lambda: log_context_reset(token))
         response["X-Request-ID"] = request.request_id
         return response
+
+
+class ProblemNotFoundMiddleware:
+    """Unknown URLs answer a problem in every mode, as they do with DEBUG off (handler404).
+
+    With DEBUG on, Django answers a URL that matches nothing with its HTML debug page before
+    handler404 is consulted; clients (and `make run` users following the README) expect the
+    same `application/problem+json` body as in production.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code == 404 and not response.get("Content-Type", "").startswith(
+            "application/problem+json"
+        ):
+            from agents_app.api.errors import problem_json  # the one problem renderer
+
+            detail = f"nothing at {request.path}"
+            return problem_json(request, status_code=404, code="not-found", detail=detail)
+        return response

@@ -17,6 +17,12 @@ from project.logging import logging_config
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+# `make run` writes .env.local once (DEBUG=1 and a generated SECRET_KEY, git- and
+# docker-ignored) so that `manage.py` commands work as the README prints them after it.
+# Variables set in the environment win over the file.
+LOCAL_ENV_FILE = Path(env.str("LOCAL_ENV_FILE", default=str(BASE_DIR / ".env.local")))
+if LOCAL_ENV_FILE.is_file():
+    environ.Env.read_env(LOCAL_ENV_FILE)
 
 # ------------------------------------------------------------------------------
 # Core
@@ -51,6 +57,7 @@ MIDDLEWARE = [
     # Before WhiteNoise: static files get the Content-Security-Policy too.
     "csp.middleware.CSPMiddleware",
     "project.middleware.RequestIdMiddleware",
+    "project.middleware.ProblemNotFoundMiddleware",
     # Static files (admin, Swagger UI) from the web process itself: no proxy needed for them.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -6,11 +6,13 @@ from django.urls import include, path
 from agents_app.api import views as api_views
 from agents_app.api.errors import problem_json
 from project.login_throttle import ThrottledAdminAuthenticationForm
+from project.views import landing
 
 # Says why a throttled login is refused (the backend refuses it whatever the form).
 admin.site.login_form = ThrottledAdminAuthenticationForm
 
 urlpatterns = [
+    path("", landing, name="landing"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("agents_app.api.urls")),
     path("healthz", api_views.HealthApi.as_view(), name="healthz"),

@@ -6,31 +6,28 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from agents_app.exceptions import AgentNotFound
-from agents_app.selectors import agent_get
-from agents_app.services import ChangeContext, agent_create, agent_revise
+from agents_app.services import ChangeContext, agent_create
+from events.selectors import head_position
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo_agents"
 
 
 class Command(BaseCommand):
-    help = "Load the demo agents (through the same commands as any edit) and create the admin user once."
+    help = "Load the demo agents into an empty registry and create the admin user, each once."
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
 
     def handle(self, *args, username: str, **options):
-        context = ChangeContext(actor="system", source="system", reason="demo agents")
-        for path in sorted(DEMO_DIR.glob("*.md")):
-            content = path.read_bytes()
-            try:
-                agent = agent_get(name=path.stem)
-            except AgentNotFound:
-                agent_create(content=content, context=context)
+        # Once: a registry that has any event already holds the demo (or the user's own data),
+        # and a second `make run` must leave it as the user left it: edited, archived or gone.
+        if head_position() > 0:
+            self.stdout.write("demo agents: not loaded (the registry already has data)")
+        else:
+            context = ChangeContext(actor="system", source="system", reason="demo agents")
+            for path in sorted(DEMO_DIR.glob("*.md")):
+                agent_create(content=path.read_bytes(), context=context)
                 self.stdout.write(f"demo agent {path.stem}: created")
-                continue
-            change = agent_revise(agent_id=agent.agent_id, content=content, context=context)
-            self.stdout.write(f"demo agent {path.stem}: {'revised' if change.changed else 'unchanged'}")
 
         user_model = get_user_model()
         if user_model.objects.filter(username=username).exists():
