@@ -33,6 +33,5 @@ class Command(BaseCommand):
             self.stdout.write(f"seal head: position {result.seal_end_position}, hash {result.seal_hash}")
         if result.unsealed:
             self.stdout.write(f"{result.unsealed} events after it not yet sealed")
-        self.stdout.write(
-            f"{result.events} events in {result.streams} streams and {result.seals} seals verified"
-        )
+        seals = f"{result.seals} seal" + ("" if result.seals == 1 else "s")
+        self.stdout.write(f"{result.events} events in {result.streams} streams and {seals} verified")
