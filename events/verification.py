@@ -31,6 +31,7 @@ and the admin's projection status page report the latest one, since walking the 
 on every probe would read all of it.
 """
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from django.utils import timezone
 from events.chain import SealHasher, event_hash
 from events.models import Checkpoint, Event, LogSeal, LogVerification
 from events.sealing import event_entries, log_seal
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -357,6 +360,15 @@ def events_verify_recorded(
         seal_hash=result.seal_hash,
     )
     record.refresh_from_db()
+    # The seal head in the logs too: a copy outside the database, which is what shows the
+    # newest seals removed together with the newest events.
+    logger.info(
+        "log verification %s: %s; seal head: position %s, hash %s",
+        record.pk,
+        "ok" if problem is None else problem,
+        result.seal_end_position,
+        result.seal_hash or "none",
+    )
     return result, record
 
 

@@ -189,6 +189,20 @@ def test_an_intact_log_verifies_with_its_seals_and_the_seal_head_is_stored_and_p
     assert out.getvalue().endswith("9 events in 4 streams and 3 seals verified\n")
 
 
+def test_the_status_page_shows_the_seals_checked_the_unsealed_events_and_the_seal_head(log, admin_client):
+    events_verify_recorded(source="test")
+    append(uuid.uuid4(), 1)
+    LogVerification.objects.filter(source="test").update(
+        events_unsealed=1
+    )  # as if it arrived during the walk
+
+    page = " ".join(admin_client.get(STATUS).content.decode().split())
+
+    head = seals()[-1]
+    assert 'data-result="ok"' in page and "3 seals" in page and "1 newer event not yet sealed" in page
+    assert f"Seal head: position {head.end_position}, hash <code>{head.hash}</code>" in page
+
+
 def test_events_past_the_newest_seal_are_reported_as_not_yet_sealed_not_as_a_failure(log):
     stream = uuid.uuid4()
     append(stream, 1)
