@@ -268,7 +268,7 @@ def test_sealing_and_verifying_read_the_log_in_batches_never_all_of_it_at_once(l
     rows = [sql for sql in reads if "COUNT(" not in sql and "MAX(" not in sql]
     assert result.ok and result.events == 14
     assert not [sql for sql in rows if " LIMIT " not in sql], "a query without a LIMIT reads the whole log"
-    assert all(int(sql.rsplit("LIMIT ", 1)[1].split()[0]) <= 3 for sql in rows), rows
+    assert all(int(sql.rsplit("LIMIT ", 1)[1].split()[0]) <= 2 for sql in rows), rows
     # The chains walk 14 events two at a time (about 8 batches), the seals 14 again.
     assert 14 <= len(rows) <= 40, len(rows)
 
@@ -360,6 +360,28 @@ def test_insert_or_replace_over_a_stored_event_changes_nothing_on_sqlite(one_eve
 
     assert stored_rows() == before
     assert events_verify().ok
+
+
+def test_an_upsert_over_a_stored_event_changes_nothing(one_event):
+    before = stored_rows()
+    row = _forged_row(one_event, position=one_event.position)
+    if connection.vendor == "postgresql":
+        row = {**row, "event_id": str(uuid.uuid4()), "stream_id": str(uuid.uuid4())}
+    columns, marks = ", ".join(row), ", ".join(["%s"] * len(row))
+    upsert = (
+        f"INSERT INTO events_event ({columns}) VALUES ({marks})"
+        " ON CONFLICT (position) DO UPDATE SET data = excluded.data, hash = excluded.hash"
+    )
+
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(upsert, list(row.values()))
+    except Exception as refused:  # PostgreSQL: the UPDATE it turns into meets the trigger
+        assert connection.vendor == "postgresql" and "append-only" in str(refused)
+    else:  # SQLite: the insert guard skips the row before the conflict is seen
+        assert connection.vendor == "sqlite"
+
+    assert stored_rows() == before
 
 
 @pytest.mark.skipif("connection.vendor != 'sqlite'")
