@@ -34,7 +34,7 @@ on every probe would read all of it.
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -301,17 +301,17 @@ def events_verify(
     if problem is not None:
         return VerifyResult(events=events, streams=streams, problem=problem)
     walk = _seals_verify(batch_size=batch_size)
-    found = {
-        "events": events,
-        "streams": streams,
-        "seals": walk.seals,
-        "seal_end_position": walk.end_position if walk.seals else None,
-        "seal_hash": walk.hash,
-    }
+    result = VerifyResult(
+        events=events,
+        streams=streams,
+        seals=walk.seals,
+        seal_end_position=walk.end_position if walk.seals else None,
+        seal_hash=walk.hash,
+    )
     problem = walk.problem or _recorded_seal_head_problem()
     if problem is not None:
-        return VerifyResult(**found, problem=problem)
-    unsealed = Event.objects.filter(position__gt=walk.end_position).count()
+        return replace(result, problem=problem)
+    result = replace(result, unsealed=Event.objects.filter(position__gt=walk.end_position).count())
 
     # The furthest checkpoint first, then the head. A checkpoint only ever moves to a committed
     # position, so one read before the head cannot be past it unless events were removed. In
@@ -324,10 +324,8 @@ def events_verify(
             f"projection {ahead.projection} (generation {ahead.generation}) has applied up to position"
             f" {ahead.position} but the log ends at position {head}: the newest events are missing"
         )
-        return VerifyResult(
-            **found, unsealed=unsealed, problem=VerifyProblem(ahead.position, None, None, message)
-        )
-    return VerifyResult(**found, unsealed=unsealed)
+        return replace(result, problem=VerifyProblem(ahead.position, None, None, message))
+    return result
 
 
 def events_verify_recorded(

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -279,7 +280,8 @@ def test_the_seal_task_runs_on_beat_and_seals_new_events(log):
 
     outcome = events_seal_task.delay().get()
 
-    assert schedule.enabled and schedule.interval.every == 30 and schedule.interval.period == "seconds"
+    assert schedule.enabled and schedule.interval.period == "seconds"
+    assert schedule.interval.every == django_settings.EVENT_SEAL_SECONDS  # what the migration read
     assert outcome == {"seals": 1, "end_position": Event.objects.order_by("-position").first().position}
 
 
