@@ -546,11 +546,13 @@ class LogVerificationAdmin(admin.ModelAdmin):
         "result",
         "events_checked",
         "streams_checked",
+        "seals_checked",
+        "events_unsealed",
         "problem_position",
     ]
     list_filter = ["result"]
     ordering = ["-started_at"]
-    fields = [*list_display, "first_problem"]
+    fields = [*list_display, "first_problem", "seal_end_position", "seal_hash"]
     readonly_fields = fields
     view_on_site = False
 

@@ -4,6 +4,10 @@ hash(event) = SHA-256( previous event's hash in the same stream (or "" for the f
                        + canonical JSON of the event as stored ).
 The canonical JSON covers every stored column but `position` and `hash` itself, with
 `data` as stored (before any upcasting), so a changed byte anywhere shows.
+
+A stream chain cannot show a whole stream deleted, its newest events deleted, or events
+moved between positions; seals (`SealHasher`, events.sealing) cover the whole log in
+position order for that.
 """
 
 import datetime as dt
@@ -49,3 +53,31 @@ def event_hash(
         }
     )
     return hashlib.sha256((previous_hash + body).encode("utf-8")).hexdigest()
+
+
+class SealHasher:
+    """The hash of one seal, fed the events of its range one by one (the range can be long).
+
+    hash(seal) = SHA-256( canonical JSON of {previous seal's hash, after_position, end_position}
+                          + for each event in the range, in position order,
+                            "\\n<position> <stream_id> <stream_version> <event hash>" ).
+    The event hash stands for the event's content (and, through the stream chain, for every
+    earlier event of its stream); the position, stream and version tie it to its place in
+    the whole log, which the stream chains alone do not cover.
+    """
+
+    def __init__(self, *, previous_hash: str, after_position: int, end_position: int) -> None:
+        head = {
+            "previous_hash": previous_hash,
+            "after_position": after_position,
+            "end_position": end_position,
+        }
+        self._digest = hashlib.sha256(canonical_json(head).encode("utf-8"))
+        self.events = 0
+
+    def add(self, *, position: int, stream_id: uuid.UUID, stream_version: int, hash: str) -> None:
+        self._digest.update(f"\n{position} {stream_id} {stream_version} {hash}".encode())
+        self.events += 1
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()

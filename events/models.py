@@ -122,6 +122,19 @@ class LogVerification(models.Model):
         null=True, blank=True, help_text="Position of the first bad event."
     )
     first_problem = models.TextField(blank=True, help_text="The first bad event and what is wrong with it.")
+    seals_checked = models.BigIntegerField(
+        default=0, help_text="Seals recomputed from the log and found intact."
+    )
+    events_unsealed = models.BigIntegerField(
+        default=0, help_text="Events past the newest seal: only their stream chains cover them yet."
+    )
+    # The seal head: compare it with a copy kept elsewhere (the logs, an export) to detect the
+    # newest seals removed together with the events they covered, which nothing in the
+    # database can show. The next verification also checks that this seal is still there.
+    seal_end_position = models.BigIntegerField(
+        null=True, blank=True, help_text="Last position covered by the newest seal when it finished."
+    )
+    seal_hash = models.CharField(max_length=64, blank=True, help_text="Hash of that seal.")
 
     class Meta:
         default_permissions = ("view",)  # written only by the verification itself
@@ -129,3 +142,32 @@ class LogVerification(models.Model):
 
     def __str__(self) -> str:
         return f"log verification {self.started_at:%Y-%m-%d %H:%M} {self.result}"
+
+
+class LogSeal(models.Model):
+    """A checkpoint over a range of positions that makes the whole log tamper-evident (invariant 4).
+
+    Seals are written after the events they cover have committed (events.sealing), so appends
+    never wait for them; like the event table, the database refuses UPDATE and DELETE here.
+    """
+
+    after_position = models.BigIntegerField(
+        unique=True, db_comment="The previous seal's end_position (0 for the first): the range is after it."
+    )
+    end_position = models.BigIntegerField(unique=True, db_comment="Last position covered, inclusive.")
+    events = models.BigIntegerField(db_comment="How many events the range held when it was sealed.")
+    previous_hash = models.CharField(
+        max_length=64, blank=True, db_comment="The previous seal's hash (empty for the first)."
+    )
+    hash = models.CharField(
+        max_length=64,
+        db_comment="SHA-256 over previous_hash, the range and (position, stream, version, hash) of"
+        " every event in it, in position order (events.chain.SealHasher).",
+    )
+    sealed_at = models.DateTimeField(auto_now_add=True, db_comment="When it was written (not hashed).")
+
+    class Meta:
+        default_permissions = ("view",)  # written only by the sealing service
+
+    def __str__(self) -> str:
+        return f"seal {self.pk} over positions {self.after_position + 1} to {self.end_position}"

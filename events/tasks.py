@@ -56,3 +56,12 @@ def events_verify_task(source: str = "schedule") -> dict[str, object]:
     if result.problem is not None:
         logger.error("the event log failed verification: %s", result.problem)
     return {"verification": record.pk, "ok": result.ok, "events": result.events}
+
+
+@shared_task(acks_late=True, **RETRY)
+def events_seal_task() -> dict[str, object]:
+    """Seal the events committed since the newest seal (on beat, every EVENT_SEAL_SECONDS)."""
+    from events.sealing import log_seal  # here, not on top: this module's imports are being rewritten
+
+    seals = log_seal()
+    return {"seals": len(seals), "end_position": seals[-1].end_position if seals else None}

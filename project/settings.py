@@ -266,6 +266,12 @@ PROJECTION_BATCH_SIZE = env.int("PROJECTION_BATCH_SIZE", default=500)
 PROJECTION_READ_YOUR_WRITES = env.bool("PROJECTION_READ_YOUR_WRITES", default=True)
 # Seconds a writer waits for the projections to reach its own event (read-your-writes).
 PROJECTION_WAIT_SECONDS = env.float("PROJECTION_WAIT_SECONDS", default=10.0)
+# Tamper evidence (events.sealing, events.verification): beat seals new events this often
+# (the interval the schedule starts with; operators change it in the admin), at most this
+# many per seal; sealing and verification read the log this many rows per query.
+EVENT_SEAL_SECONDS = env.int("EVENT_SEAL_SECONDS", default=30)
+EVENT_SEAL_MAX_EVENTS = env.int("EVENT_SEAL_MAX_EVENTS", default=10_000)
+EVENT_VERIFY_BATCH_SIZE = env.int("EVENT_VERIFY_BATCH_SIZE", default=2000)
 
 # ------------------------------------------------------------------------------
 # Logging

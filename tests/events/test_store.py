@@ -303,7 +303,8 @@ def test_verify_events_passes_on_a_clean_log_and_counts_events_and_streams(capsy
 
     call_command("verify_events")
 
-    assert capsys.readouterr().out.strip() == f"{before + 9} events in {before_streams + 3} streams verified"
+    *_, summary = capsys.readouterr().out.strip().splitlines()
+    assert summary == f"{before + 9} events in {before_streams + 3} streams and 1 seal verified"
 
 
 def test_verify_events_names_the_position_of_an_event_whose_data_was_changed():

@@ -3,17 +3,14 @@ back is named by `verify_events`, fails /readyz and shows on the admin's project
 put back, the log verifies again and /readyz recovers.
 
 The tampering is done as a hostile database superuser would: with every trigger of the event
-table disabled (`ALTER TABLE ... DISABLE TRIGGER ALL`), which only PostgreSQL offers; those
-tests are marked `postgres`. The stored verification results themselves (what /readyz and the
-admin read, the scheduled task, "Verify now") are tested on every database.
+table switched off (tests/security/tampering.py), on PostgreSQL and SQLite alike. Tampering
+that every stream chain survives, which only the seals show, is in test_seals.py.
 """
 
 import datetime as dt
 import io
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -33,6 +30,7 @@ from events.types import NewEvent
 from events.verification import events_verify, events_verify_recorded
 from project.celery import app as celery_app
 from tests.conftest import agent_text
+from tests.security.tampering import triggers_disabled
 
 pytestmark = pytest.mark.django_db
 
@@ -81,19 +79,8 @@ def readyz() -> tuple[int, dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------------------
-# A hostile database superuser (PostgreSQL)
+# A hostile database superuser
 # ----------------------------------------------------------------------------------------------
-@contextmanager
-def triggers_disabled() -> Iterator[Any]:
-    """What a database superuser can do: switch off every trigger of the table, append-only included."""
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE events_event DISABLE TRIGGER ALL")
-        try:
-            yield cursor
-        finally:
-            cursor.execute("ALTER TABLE events_event ENABLE TRIGGER ALL")
-
-
 def sql(cursor, statement: str, *params: Any) -> None:
     cursor.execute(statement, params)
     assert cursor.rowcount == 1, statement
@@ -102,15 +89,17 @@ def sql(cursor, statement: str, *params: Any) -> None:
 def swap(cursor, column: str, a: Event, b: Event) -> None:
     """Swap one column of two rows (found by event id), through a value nobody uses: the column
     is under a unique constraint, checked row by row."""
+    key = Event._meta.get_field("event_id")
+    a_id, b_id = (key.get_db_prep_value(event.event_id, connection) for event in (a, b))
     values = {}
-    for event in (a, b):
-        cursor.execute(f"SELECT {column} FROM events_event WHERE event_id = %s", [event.event_id])
-        (values[event.event_id],) = cursor.fetchone()
+    for event_id in (a_id, b_id):
+        cursor.execute(f"SELECT {column} FROM events_event WHERE event_id = %s", [event_id])
+        (values[event_id],) = cursor.fetchone()
     parked = 2**40 if column == "position" else 2**30
     update = f"UPDATE events_event SET {column} = %s WHERE event_id = %s"
-    sql(cursor, update, parked, a.event_id)
-    sql(cursor, update, values[a.event_id], b.event_id)
-    sql(cursor, update, values[b.event_id], a.event_id)
+    sql(cursor, update, parked, a_id)
+    sql(cursor, update, values[a_id], b_id)
+    sql(cursor, update, values[b_id], a_id)
 
 
 def put(cursor, column: str, value: Any, position: int) -> None:
@@ -180,7 +169,6 @@ TAMPERINGS = {
 }
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("tampering", TAMPERINGS)
 def test_tampering_is_named_by_verify_events_fails_readyz_and_shows_in_the_admin_until_put_back(
     log, staff_browser, tampering
@@ -214,7 +202,6 @@ def test_tampering_is_named_by_verify_events_fails_readyz_and_shows_in_the_admin
     assert 'data-result="ok"' in staff_browser.get(STATUS).content.decode()
 
 
-@pytest.mark.postgres
 def test_verify_now_in_the_admin_finds_tampering_and_readyz_reports_it(
     log, staff_browser, django_capture_on_commit_callbacks
 ):
@@ -231,7 +218,6 @@ def test_verify_now_in_the_admin_finds_tampering_and_readyz_reports_it(
     assert f"event at position {log[2].position} " in staff_browser.get(STATUS).content.decode()
 
 
-@pytest.mark.postgres
 def test_the_append_only_triggers_are_back_after_the_tampering_helper(log):
     with triggers_disabled():
         pass
