@@ -81,6 +81,26 @@ def revision_get(*, agent_id: uuid.UUID, revision: int) -> AgentRevision:
     return row
 
 
+def revision_locate(*, agent_id: uuid.UUID, revision: int) -> tuple[int, int] | None:
+    """(revision, stream version) of the newest revision at or below `revision` in the live view.
+
+    Where a revision sits in the agent's stream, for commands that read it from the log: one
+    indexed row without its content. Below `revision` when the view has not applied it yet.
+    """
+    return (
+        agent_revisions()
+        .filter(agent_id=agent_id, revision__lte=revision)
+        .order_by("-revision")
+        .values_list("revision", "stream_version")
+        .first()
+    )
+
+
+def labels_snapshot(*, agent_id: uuid.UUID) -> tuple[dict[str, int], int] | None:
+    """The agent's labels in the live current view and the stream version they reflect."""
+    return agents_current().filter(agent_id=agent_id).values_list("labels", "stream_version").first()
+
+
 def revision_list(*, agent_id: uuid.UUID) -> QuerySet[AgentRevision]:
     """An agent's history, oldest first."""
     return agent_revisions().filter(agent_id=agent_id).order_by("revision")
