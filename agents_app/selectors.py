@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import re
 import uuid
+from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
@@ -13,7 +14,7 @@ from agents_app.exceptions import AgentNotFound, InvalidReference
 from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.projections import CURRENT, REVISIONS
 from events.models import Checkpoint, Event
-from events.selectors import stream_of_types
+from events.selectors import stream_headers, stream_of_types, stream_page
 from events.types import StoredEvent
 
 LABEL_REF = re.compile(r"[a-z][a-z0-9._-]{0,63}")
@@ -274,6 +275,66 @@ def agent_find_renamed(*, name: str) -> AgentCurrent | None:
         return None
     agent = agents_current().filter(agent_id=agent_id).first()
     return agent if agent is not None and agent.name != name else None
+
+
+LABEL_PAGE = 50
+
+
+@dataclass(frozen=True)
+class LabelMovesPage:
+    """Label moves newest first, and the stream version to pass as `before` for the older ones."""
+
+    moves: list[StoredEvent]
+    older_before: int | None
+
+
+def label_moves_page(
+    *, agent_id: uuid.UUID, before: int | None = None, limit: int = LABEL_PAGE
+) -> LabelMovesPage:
+    """One page of an agent's label moves, newest first, before stream version `before`."""
+    # Filtered by type in the database and limited: the content events of a long history
+    # (whole documents) are never loaded to find the few label moves among them.
+    moves = stream_page(
+        stream_id=agent_id,
+        types=frozenset({agent_event_types.LABEL_MOVED}),
+        before_version=before,
+        newest_first=True,
+        limit=limit + 1,
+    )
+    older = moves[limit - 1].stream_version if len(moves) > limit else None
+    return LabelMovesPage(moves=moves[:limit], older_before=older)
+
+
+@dataclass(frozen=True)
+class StreamChange:
+    """One event of an agent's stream as a listing shows it: who, what, when, why, which revision."""
+
+    stream_version: int
+    type: str
+    actor: str
+    reason: str
+    recorded_at: dt.datetime
+    revision: int | None
+
+
+def changes_since(*, agent_id: uuid.UUID, version: int, revision: int, limit: int) -> list[StreamChange]:
+    """At most `limit` events after stream version `version` (at revision `revision`), without content."""
+    changes = []
+    for header in stream_headers(stream_id=agent_id, after_version=version, limit=limit):
+        if header.type in agent_event_types.CONTENT_EVENTS:
+            # Every content event adds exactly one revision: numbered without reading its data.
+            revision += 1
+        changes.append(
+            StreamChange(
+                stream_version=header.stream_version,
+                type=header.type,
+                actor=header.metadata.get("actor", ""),
+                reason=header.metadata.get("reason", ""),
+                recorded_at=header.recorded_at,
+                revision=revision if header.type in agent_event_types.CONTENT_EVENTS else None,
+            )
+        )
+    return changes
 
 
 def label_history(*, agent_id: uuid.UUID) -> list[StoredEvent]:

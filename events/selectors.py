@@ -159,10 +159,13 @@ def stream_page(
     limit: int,
     types: frozenset[str] | None = None,
     after_version: int = 0,
+    before_version: int | None = None,
     newest_first: bool = False,
 ) -> list[StoredEvent]:
-    """At most `limit` events of a stream after `after_version`, of `types`, oldest (or newest) first."""
+    """At most `limit` events of a stream between the two versions, of `types`, oldest (or newest) first."""
     rows = Event.objects.filter(stream_id=stream_id, stream_version__gt=after_version)
+    if before_version is not None:
+        rows = rows.filter(stream_version__lt=before_version)
     if types is not None:
         rows = rows.filter(type__in=types)
     order = "-stream_version" if newest_first else "stream_version"

@@ -5,15 +5,18 @@ label moves) and counts the rows read from the event log (every row the store re
 through `stored_event_from_row`); reading whole streams would make the counts differ.
 """
 
+import re
 import uuid
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from agents_app import event_types
+from agents_app.admin import CONFLICT_CHANGES
 from agents_app.models import AgentRevision
-from agents_app.selectors import agent_get, revision_get
+from agents_app.selectors import LABEL_PAGE, agent_get, revision_get
 from agents_app.services import agent_create, agent_label_move, agent_revert, agent_revise
 from events import selectors as event_selectors
 from events.models import Event
@@ -174,3 +177,62 @@ def test_moving_a_label_while_the_current_view_lags_sees_the_moves_the_view_has_
     assert change.changed is False  # the label already points at 2: nothing stored
     assert Event.objects.filter(stream_id=agent_id, type=event_types.LABEL_MOVED).count() == 2
     assert revision_get(agent_id=agent_id, revision=2).revision == 2
+
+
+# ---------------------------------------------------------------------------------------
+# Admin pages
+# ---------------------------------------------------------------------------------------
+
+
+def admin_url(name: str, *args) -> str:
+    return reverse(f"admin:agents_app_agentcurrent_{name}", args=args)
+
+
+def test_the_admin_labels_page_reads_one_page_of_label_moves_and_no_content_events(
+    admin_client, context, make_agent_text, log_reads
+):
+    agent_id = make_history(context, make_agent_text, LONG)
+    for number in range(LABEL_PAGE + 10):
+        agent_label_move(agent_id=agent_id, label=f"l{number}", revision=1 + number % 2, context=context)
+
+    with log_reads:
+        page = admin_client.get(admin_url("labels", agent_id)).content.decode()
+
+    assert log_reads.unbounded() == []
+    assert log_reads.rows <= LABEL_PAGE + 1  # label moves only: none of the 300 content events
+    assert page.count("<td>l") == LABEL_PAGE + 10 + LABEL_PAGE  # every current label, the newest moves
+    assert f"<td>l{LABEL_PAGE + 9}</td>" in page
+    older = re.search(r'href="\?before=(\d+)" id="older-moves"', page)
+    assert older is not None
+    rest = admin_client.get(admin_url("labels", agent_id), {"before": older.group(1)}).content.decode()
+    assert rest.count("<td>l") == LABEL_PAGE + 10 + 10  # current labels, then the 10 oldest moves
+    assert "<td>l0</td>" in rest and 'id="older-moves"' not in rest
+
+
+def test_the_admin_conflict_page_lists_a_bounded_number_of_changes_without_their_content(
+    admin_client, context, make_agent_text, log_reads
+):
+    agent_id = make_history(context, make_agent_text, 2)
+    name = agent_get(agent_id=agent_id).name
+    editor = admin_client.get(admin_url("change", agent_id)).content.decode()
+    token = re.search(r'name="opened" value="([^"]+)"', editor).group(1)
+    for number in range(3, LONG + 3):  # someone else saves 300 revisions meanwhile
+        agent_revise(
+            agent_id=agent_id, content=make_agent_text(name, body=f"revision {number}\n"), context=context
+        )
+
+    with log_reads:
+        response = admin_client.post(
+            admin_url("change", agent_id),
+            {"content": make_agent_text(name, body="mine\n"), "reason": "mine", "opened": token},
+        )
+
+    page = response.content.decode()
+    assert response.status_code == 200 and 'id="conflict"' in page
+    assert log_reads.unbounded() == []
+    assert log_reads.rows <= 2  # the write model's newest event; no content event for the list
+    assert page.count("<li><strong>alice</strong>") == CONFLICT_CHANGES
+    assert "(revision 3)" in page and f"(revision {2 + CONFLICT_CHANGES})" in page
+    assert f"(revision {3 + CONFLICT_CHANGES})" not in page
+    assert f"and {LONG - CONFLICT_CHANGES} more changes" in page
+    assert Event.objects.filter(stream_id=agent_id).count() == LONG + 2  # nothing stored
