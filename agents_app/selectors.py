@@ -216,26 +216,54 @@ def agent_list(
     return _filtered(rows, q=q, model=model, tool=tool).order_by("name", "id")
 
 
-def agent_list_at(
-    *, at: dt.datetime, q: str = "", model: str = "", tool: str = ""
-) -> QuerySet[AgentRevision]:
-    """The registry as it was at an instant: per agent, the revision current then (archived ones left out)."""
+@dataclass(frozen=True)
+class RegistryAt:
+    """The registry as it was at an instant (business time): the one answer to "as of time T".
+
+    `rows`: per agent that existed then, the revision current then (archived ones included),
+    by name; `archived`: the agents that were archived then. The REST list `?at=`, export
+    `--at` and every other "as of" read take it from here.
+    """
+
+    at: dt.datetime
+    rows: QuerySet[AgentRevision]
+    archived: frozenset[uuid.UUID]
+
+    def active(self) -> QuerySet[AgentRevision]:
+        """The agents that were active then."""
+        return self.rows.exclude(agent_id__in=self.archived)
+
+
+def registry_at(*, at: dt.datetime, q: str = "", model: str = "", tool: str = "") -> RegistryAt:
+    """The registry as it was at `at`: each agent's revision current then, and which were archived."""
+    # Both orders are by business time (`occurred_at`, e.g. a git commit date, else the time
+    # recorded), ties broken by the order in the stream, as revision_at orders revisions:
+    # git commit dates need not grow with the stream, and the newest by date is what was so.
     revisions = agent_revisions().filter(occurred_at__lte=at)
     latest = revisions.filter(agent_id=OuterRef("agent_id")).order_by("-occurred_at", "-revision")
-    archived = [
+    rows = revisions.filter(revision=Subquery(latest.values("revision")[:1]))
+    archived = frozenset(
         stream_id
         for stream_id, event_type in _last_status_events(at)
         if event_type == agent_event_types.ARCHIVED
-    ]
-    rows = revisions.filter(revision=Subquery(latest.values("revision")[:1])).exclude(agent_id__in=archived)
-    return _filtered(rows, q=q, model=model, tool=tool).order_by("name", "id")
+    )
+    return RegistryAt(
+        at=at, rows=_filtered(rows, q=q, model=model, tool=tool).order_by("name", "id"), archived=archived
+    )
+
+
+def agent_list_at(
+    *, at: dt.datetime, q: str = "", model: str = "", tool: str = ""
+) -> QuerySet[AgentRevision]:
+    """The agents that were active at an instant, each at the revision current then (REST `?at=`)."""
+    return registry_at(at=at, q=q, model=model, tool=tool).active()
 
 
 def _last_status_events(at: dt.datetime) -> list[tuple[uuid.UUID, str]]:
     """Per stream, the type of its newest archive/restore event by business time up to `at`."""
-    # Archive state is not part of the revisions view: read it from the log. Business time
-    # (`occurred_at`, e.g. a git commit date) decides, as for revisions; it lives in the
-    # metadata, so the (few) status events are compared here rather than in SQL.
+    # Archive state is not part of the revisions view: read it from the log, by type through
+    # its index (archives and restores are few). Business time lives in the metadata, so the
+    # events are compared here rather than in SQL.
     newest: dict[uuid.UUID, tuple[dt.datetime, int, str]] = {}
     rows = Event.objects.filter(type__in=(agent_event_types.ARCHIVED, agent_event_types.RESTORED))
     for stream_id, version, event_type, metadata, recorded_at in rows.values_list(

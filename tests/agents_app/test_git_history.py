@@ -412,22 +412,22 @@ def test_a_crash_keeps_the_batches_committed_before_it_and_a_rerun_finishes_the_
     history, monkeypatch, tmp_path
 ):
     repo, shas = history
-    monkeypatch.setattr(importing, "BATCH_UNITS", 2)  # batches: add+revise | rename+delete | ...
-    monkeypatch.setattr(importing, "BATCH_SECONDS", 3600)
-    apply = importing._Replay.apply
+    monkeypatch.setattr(importing.batches, "BATCH_UNITS", 2)  # batches: add+revise | rename+delete | ...
+    monkeypatch.setattr(importing.batches, "BATCH_SECONDS", 3600)
+    apply = importing.git._Replay.apply
 
     def power_cut_at_the_deletion(self, commit):
         if commit.sha == shas["delete"]:
             raise RuntimeError("power cut")
         return apply(self, commit)
 
-    monkeypatch.setattr(importing._Replay, "apply", power_cut_at_the_deletion)
+    monkeypatch.setattr(importing.git._Replay, "apply", power_cut_at_the_deletion)
     with pytest.raises(RuntimeError):
         replay(repo.path)
     imported = set(Event.objects.values_list("metadata__git_commit", flat=True))
     assert imported == {shas["add"], shas["revise"]}  # the rename's batch was rolled back whole
 
-    monkeypatch.setattr(importing._Replay, "apply", apply)
+    monkeypatch.setattr(importing.git._Replay, "apply", apply)
     _, out = replay_failing(repo.path)
 
     assert "replayed 4 commits" in out and "(2 imported before)" in out
@@ -459,10 +459,12 @@ def test_a_replay_that_overlaps_another_stops_instead_of_writing_old_content_ove
     events = Event.objects.count()
     # A second run that looked before the first one stored anything, as two overlapping cron
     # runs would: it must not replay the history again over the newer content.
-    newest = importing.git_newest_imported
+    newest = importing.git.git_newest_imported
     first_look = iter([None])
-    monkeypatch.setattr(importing, "git_commits_imported", lambda *, root: set())
-    monkeypatch.setattr(importing, "git_newest_imported", lambda *, root: next(first_look, newest(root=root)))
+    monkeypatch.setattr(importing.git, "git_commits_imported", lambda *, root: set())
+    monkeypatch.setattr(
+        importing.git, "git_newest_imported", lambda *, root: next(first_look, newest(root=root))
+    )
 
     error, _ = replay_failing(repo.path)
 

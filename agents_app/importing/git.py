@@ -1,10 +1,4 @@
-"""Import and export of agent definition files, and replay of a git repository's history.
-
-Files are read and written as bytes and handed to the services unchanged: the raw bytes are
-the source of truth, so CRLF, a missing final newline and non-ASCII text come back exactly.
-Bulk runs write in batched transactions without the per-write read-your-writes wait, and
-bring the projections up to date once at the end (`bulk_writes`): the views are current
-when a run returns.
+"""Replay of a git repository's history of agent definition files.
 
 Git replay follows the first-parent line of a revision, oldest commit first. The agent of a
 file follows its path (renames keep the agent; the agent's *name* comes from the frontmatter).
@@ -15,24 +9,34 @@ walking the already imported commits without writing, then replays only the new 
 
 import datetime as dt
 import os
-import stat
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
 
 from agents_app import event_types
-from agents_app.document import NAME_PATTERN, parse_agent_document
-from agents_app.exceptions import AgentArchived, AgentError, AgentNotFound, DocumentInvalid, StatusUnchanged
-from agents_app.models import AgentCurrent, AgentNameClaim, AgentRevision
-from agents_app.selectors import agent_revisions, agents_current, parse_ref, revision_resolve
+from agents_app.document import parse_agent_document
+from agents_app.exceptions import AgentArchived, AgentError, DocumentInvalid, StatusUnchanged
+from agents_app.importing.batches import bulk_writes
+from agents_app.importing.outcomes import (
+    ARCHIVED,
+    CREATED,
+    FAILED,
+    RESTORED,
+    REVISED,
+    SKIPPED,
+    UNCHANGED,
+    FileOutcome,
+    FileReport,
+    ImportRefused,
+    ImportTotals,
+    Progress,
+    report_nothing,
+)
 from agents_app.services import (
     MAX_ACTOR,
     MAX_REASON,
@@ -44,23 +48,9 @@ from agents_app.services import (
     agent_revise,
 )
 from events.models import Event
-from events.projections import projections_wait
-from events.selectors import head_position
-from events.services import append_lock
-
-CREATED = "created"
-REVISED = "revised"
-RESTORED = "restored"
-UNCHANGED = "unchanged"
-ARCHIVED = "archived"
-FAILED = "failed"
-SKIPPED = "skipped"
-WRITTEN = "written"
 
 DEFAULT_GIT_GLOB = ".claude/agents/*.md"
-# A bulk run commits its transaction after this many files or git commits, or this many seconds.
-BATCH_UNITS = 200
-BATCH_SECONDS = 0.5
+
 # Namespace of the create event ids of git replays: uuid5(namespace, "<root>:<commit>:<path>").
 GIT_EVENT_NAMESPACE = uuid.UUID("6b1f7a52-3a8e-4c55-9b1e-5d0c2f4a9e31")
 # Options that keep the output parseable whatever the user's or the repository's config says,
@@ -75,405 +65,8 @@ GIT_CONFIG = (
 REGULAR_FILE_MODES = frozenset({"100644", "100755"})
 
 
-class ImportRefused(Exception):
-    """Arguments an import or export cannot work with: a missing path, an unsafe file name, ..."""
-
-
 class GitRepositoryError(ImportRefused):
     """`git` failed: not a repository, an unknown revision, git not installed."""
-
-
-@dataclass(frozen=True)
-class FileOutcome:
-    """What happened to one file (for git replays: to one file at one commit)."""
-
-    action: str
-    path: str
-    name: str = ""
-    revision: int | None = None
-    detail: str = ""
-    commit: str = ""
-
-    def __str__(self) -> str:
-        where = f"{self.commit[:12]} {self.path}" if self.commit else self.path
-        if self.action in (FAILED, SKIPPED):
-            return f"{self.action:<9} {where}: {self.detail}"
-        text = f"{self.action:<9} {where} -> {self.name}"
-        if self.revision is not None:
-            text += f" (revision {self.revision})"
-        return text + (f"; {self.detail}" if self.detail else "")
-
-
-@dataclass
-class ImportTotals:
-    """Outcomes counted by kind; a restored agent (file added again) counts as revised."""
-
-    created: int = 0
-    revised: int = 0
-    unchanged: int = 0
-    archived: int = 0
-    failed: int = 0
-    skipped: int = 0
-
-    def add(self, outcome: FileOutcome) -> None:
-        kind = REVISED if outcome.action == RESTORED else outcome.action
-        setattr(self, kind, getattr(self, kind) + 1)
-
-    def __str__(self) -> str:
-        text = (
-            f"created {self.created}, revised {self.revised}, unchanged {self.unchanged},"
-            f" archived {self.archived}, failed {self.failed}"
-        )
-        return text + (f", skipped {self.skipped}" if self.skipped else "")
-
-
-@dataclass
-class ExportTotals:
-    """Files written, agents skipped (no such revision, a name already written) and failures."""
-
-    written: int = 0
-    skipped: int = 0
-    failed: int = 0
-
-    def add(self, outcome: FileOutcome) -> None:
-        setattr(self, outcome.action, getattr(self, outcome.action) + 1)
-
-
-FileReport = Callable[[FileOutcome], None]
-Progress = Callable[[int, int], None]  # (done, total)
-
-
-def _ignore(outcome: FileOutcome) -> None:
-    return None
-
-
-class WriteBatches:
-    """The open transaction of a bulk run, committed every BATCH_UNITS files or commits or BATCH_SECONDS."""
-
-    def __init__(self, on_open: Callable[[], None] | None = None) -> None:
-        self._atomic: transaction.Atomic | None = None
-        self._units = 0
-        self._opened = 0.0
-        self._on_open = on_open
-
-    def open(self) -> None:
-        self._atomic = transaction.atomic()
-        self._atomic.__enter__()
-        self._units = 0
-        self._opened = time.monotonic()
-        if self._on_open is not None:
-            append_lock()  # what on_open checks cannot change before this batch commits
-            self._on_open()
-
-    def close(self, error: BaseException | None = None) -> None:
-        """Commit the open batch, or roll it back when `error` is given."""
-        atomic, self._atomic = self._atomic, None
-        if atomic is not None:
-            atomic.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
-
-    def unit_done(self) -> None:
-        """One file or commit is written; commit the batch if it is big or old enough."""
-        self._units += 1
-        if self._units >= BATCH_UNITS or time.monotonic() - self._opened >= BATCH_SECONDS:
-            self.close()
-            self.open()
-
-
-@contextmanager
-def bulk_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[WriteBatches]:
-    """Batched transactions, no read-your-writes waits; the projections are brought up to date at the end."""
-    # Each commit queues a projection catch-up (in the embedded mode it runs right there, in
-    # process) and, with read-your-writes on, waits for it: per file or git commit that
-    # tripled an import's time. Batches of units share one COMMIT and one catch-up of all
-    # their events. The append lock is held until a batch commits, so other writers wait at
-    # most about BATCH_SECONDS. A batch is stored entirely or not at all, which is what lets
-    # a re-run tell exactly which commits were imported. The setting is process-wide, which
-    # is fine in a management command's own process.
-    previous = settings.PROJECTION_READ_YOUR_WRITES
-    settings.PROJECTION_READ_YOUR_WRITES = False
-    batches = WriteBatches(on_open)
-    try:
-        batches.open()
-        yield batches
-    except BaseException as exc:
-        batches.close(exc)
-        raise
-    else:
-        batches.close()
-    finally:
-        settings.PROJECTION_READ_YOUR_WRITES = previous
-    projections_wait(position=head_position())
-
-
-# ----------------------------------------------------------------------------------------
-# Import of files and folders
-# ----------------------------------------------------------------------------------------
-
-
-def agent_files_find(*, paths: Sequence[Path]) -> tuple[list[Path], list[FileOutcome]]:
-    """The `*.md` files under each folder (a named file as it is), and what was skipped and why."""
-    found: list[Path] = []
-    skipped: list[FileOutcome] = []
-    for given in paths:
-        if not given.exists():
-            raise ImportRefused(f"{given}: no such file or folder")
-        if not given.is_dir():
-            found.append(given)
-            continue
-        root = given.resolve()
-        # os.walk does not descend into symlinked folders (followlinks=False): a link could
-        # lead anywhere on the machine, or loop.
-        for folder, folders, names in os.walk(given):
-            here = Path(folder)
-            kept = []
-            for sub in sorted(folders):
-                if sub.startswith("."):
-                    continue  # .git, .venv, editors' folders: never agent definitions to import
-                if (here / sub).is_symlink():
-                    skipped.append(FileOutcome(SKIPPED, str(here / sub), detail="symbolic link to a folder"))
-                    continue
-                kept.append(sub)
-            folders[:] = kept
-            for name in sorted(names):
-                if name.startswith(".") or not name.lower().endswith(".md"):
-                    continue
-                path = here / name
-                if path.is_symlink() and not path.resolve().is_relative_to(root):
-                    skipped.append(
-                        FileOutcome(SKIPPED, str(path), detail=f"symbolic link to outside {given}; not read")
-                    )
-                    continue
-                found.append(path)
-    # A file named twice (two overlapping PATHs, a link to a file of the same folder) is read once.
-    files: dict[Path, Path] = {}
-    for path in found:
-        first = files.setdefault(path.resolve(), path)
-        if first is not path:
-            skipped.append(FileOutcome(SKIPPED, str(path), detail=f"the same file as {first}"))
-    return list(files.values()), skipped
-
-
-def _read_file(path: Path) -> bytes:
-    """The file's bytes, or at most one byte over the size limit (the parser refuses that)."""
-    # O_NONBLOCK: opening a FIFO named *.md must not hang the import; it is refused below.
-    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        return handle.read(settings.AGENT_MAX_BYTES + 1)
-
-
-def _failed(path: str, detail: str, name: str = "") -> FileOutcome:
-    return FileOutcome(FAILED, path, name=name, detail=detail)
-
-
-def _import_file(path: Path, context: ChangeContext, names_seen: dict[str, str]) -> FileOutcome:
-    shown = str(path)
-    try:
-        content = _read_file(path)
-    except OSError as exc:
-        return _failed(shown, f"cannot read: {exc.strerror or exc}")
-    try:
-        name = parse_agent_document(content).name
-    except DocumentInvalid as exc:
-        return _failed(shown, str(exc))
-    if name in names_seen:
-        # Two files of one run naming the same agent would silently overwrite each other.
-        return _failed(shown, f"the name {name!r} is also the name in {names_seen[name]}", name)
-    names_seen[name] = shown
-    try:
-        with transaction.atomic():
-            # Look up and write under one append lock: without it, another writer creating
-            # this name between our lookup and our create would fail this file with NameTaken.
-            append_lock()
-            holder = AgentNameClaim.objects.filter(name=name).values_list("agent_id", flat=True).first()
-            if holder is None:
-                change = agent_create(content=content, context=context)
-            else:
-                change = agent_revise(agent_id=holder, content=content, context=context)
-    except AgentError as exc:
-        return _failed(shown, str(exc), name)
-    action = CREATED if holder is None else REVISED if change.changed else UNCHANGED
-    note = "" if path.stem == name else f"the file name differs from the name {name!r}"
-    return FileOutcome(action, shown, name=name, revision=change.revision, detail=note)
-
-
-def agents_import(
-    *,
-    paths: Sequence[Path],
-    actor: str,
-    reason: str = "",
-    report: FileReport = _ignore,
-    progress: Progress | None = None,
-) -> ImportTotals:
-    """Create or revise an agent from each file; identical content stores nothing, nor does a bad file."""
-    ChangeContext(actor=actor, source="import", reason=reason).metadata()  # bad actor/reason: refuse all
-    files, skipped = agent_files_find(paths=paths)
-    totals = ImportTotals()
-    names_seen: dict[str, str] = {}
-    with bulk_writes() as batches:
-        for outcome in skipped:
-            totals.add(outcome)
-            report(outcome)
-        if progress is not None:
-            progress(0, len(files))
-        for done, path in enumerate(files, start=1):
-            context = ChangeContext(
-                actor=actor,
-                source="import",
-                reason=reason or f"import of {path}"[:MAX_REASON],
-                extra={"import_path": str(path)},
-            )
-            outcome = _import_file(path, context, names_seen)
-            batches.unit_done()
-            totals.add(outcome)
-            report(outcome)
-            if progress is not None:
-                progress(done, len(files))
-    return totals
-
-
-# ----------------------------------------------------------------------------------------
-# Export
-# ----------------------------------------------------------------------------------------
-
-
-def agent_file_path(*, directory: Path, name: str) -> Path:
-    """`directory/<name>.md`, refusing any name that could place the file elsewhere."""
-    # Stored names always match NAME_PATTERN (no '/', no '..'); checking again here means a
-    # row that somehow holds another name still cannot write outside the directory.
-    if not NAME_PATTERN.fullmatch(name):
-        raise ImportRefused(f"{name!r} is not a safe file name")
-    target = directory / f"{name}.md"
-    if target.resolve().parent != directory.resolve():
-        raise ImportRefused(f"{target} resolves to outside {directory} (a symbolic link?)")
-    return target
-
-
-def _write_exactly(target: Path, content: str) -> None:
-    # Binary mode: no newline translation. O_NOFOLLOW: a symlink put there after the check
-    # in agent_file_path is refused rather than followed.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0)
-    with os.fdopen(os.open(target, flags, 0o666), "wb") as handle:
-        handle.write(content.encode("utf-8"))
-
-
-def _status_at(at: dt.datetime) -> dict[uuid.UUID, bool]:
-    """stream id -> archived at `at`, for streams with an archive or restore by then."""
-    # Business time (occurred_at, else recorded_at), like revision_at: a git deletion is
-    # archived as of its commit date, not as of the day it was imported.
-    latest: dict[uuid.UUID, tuple[int, str]] = {}
-    rows = Event.objects.filter(type__in=(event_types.ARCHIVED, event_types.RESTORED)).values_list(
-        "stream_id", "stream_version", "type", "metadata", "recorded_at"
-    )
-    for stream_id, version, kind, metadata, recorded_at in rows.iterator():
-        occurred = metadata.get("occurred_at")
-        when = dt.datetime.fromisoformat(occurred) if occurred else recorded_at
-        if when <= at and version > latest.get(stream_id, (0, ""))[0]:
-            latest[stream_id] = (version, kind)
-    return {stream_id: kind == event_types.ARCHIVED for stream_id, (_, kind) in latest.items()}
-
-
-def agents_as_at(*, at: dt.datetime, include_archived: bool = False) -> list[tuple[AgentRevision, bool]]:
-    """Per agent that existed at `at`: the revision current then and whether it was archived then."""
-    revisions = agent_revisions().filter(occurred_at__lte=at)
-    newest = revisions.filter(agent_id=OuterRef("agent_id")).order_by("-occurred_at", "-revision")
-    rows = revisions.filter(revision=Subquery(newest.values("revision")[:1])).order_by("name", "agent_id")
-    archived = _status_at(at)
-    return [
-        (row, archived.get(row.agent_id, False))
-        for row in rows.iterator(chunk_size=500)
-        if include_archived or not archived.get(row.agent_id, False)
-    ]
-
-
-@dataclass(frozen=True)
-class _ExportItem:
-    agent_id: uuid.UUID
-    name: str
-    revision: int
-    content: str
-    archived: bool
-
-
-def _export_items(
-    *, ref: str | None, at: dt.datetime | None, include_archived: bool, report: FileReport
-) -> list[_ExportItem]:
-    if at is not None:
-        return [
-            _ExportItem(row.agent_id, row.name, row.revision, row.content, archived)
-            for row, archived in agents_as_at(at=at, include_archived=include_archived)
-        ]
-    agents = agents_current()
-    if not include_archived:
-        agents = agents.filter(status=AgentCurrent.Status.ACTIVE)
-    items = []
-    for agent in agents.order_by("name", "agent_id").iterator(chunk_size=500):
-        archived = agent.status == AgentCurrent.Status.ARCHIVED
-        if ref is None:
-            items.append(_ExportItem(agent.agent_id, agent.name, agent.revision, agent.content, archived))
-            continue
-        try:
-            row = revision_resolve(agent=agent, ref=ref)
-        except AgentNotFound as exc:
-            report(FileOutcome(SKIPPED, f"{agent.name}.md", name=agent.name, detail=str(exc)))
-            continue
-        items.append(_ExportItem(agent.agent_id, row.name, row.revision, row.content, archived))
-    return items
-
-
-def agents_export(
-    *,
-    directory: Path,
-    ref: str | None = None,
-    at: dt.datetime | None = None,
-    include_archived: bool = False,
-    report: FileReport = _ignore,
-) -> ExportTotals:
-    """Write `<name>.md` with the exact stored bytes of each agent's revision: latest, `ref` or as at `at`."""
-    if ref is not None and at is not None:
-        raise ImportRefused("give --ref or --at, not both")
-    if ref is not None:
-        parse_ref(ref)  # an unreadable reference is the caller's mistake, not 1,000 skipped agents
-    if directory.exists() and not directory.is_dir():
-        raise ImportRefused(f"{directory} exists and is not a folder")
-    directory.mkdir(parents=True, exist_ok=True)
-    # The export reflects every event stored before it started, even if a worker lags.
-    projections_wait(position=head_position())
-    totals = ExportTotals()
-    written: dict[str, uuid.UUID] = {}
-
-    def counted(outcome: FileOutcome) -> None:
-        totals.add(outcome)
-        report(outcome)
-
-    items = _export_items(ref=ref, at=at, include_archived=include_archived, report=counted)
-    # Active agents first: an archived agent may share its name with the active one.
-    for item in sorted(items, key=lambda item: (item.archived, item.name)):
-        shown = f"{item.name}.md"
-        if item.name in written:
-            outcome = FileOutcome(
-                SKIPPED,
-                shown,
-                name=item.name,
-                detail=f"agent {item.agent_id} has the name of agent {written[item.name]}, written already",
-            )
-        else:
-            try:
-                _write_exactly(agent_file_path(directory=directory, name=item.name), item.content)
-            except (ImportRefused, OSError) as exc:
-                outcome = _failed(shown, getattr(exc, "strerror", None) or str(exc), item.name)
-            else:
-                written[item.name] = item.agent_id
-                detail = "archived" if item.archived else ""
-                outcome = FileOutcome(WRITTEN, shown, name=item.name, revision=item.revision, detail=detail)
-        counted(outcome)
-    return totals
-
-
-# ----------------------------------------------------------------------------------------
-# Git history replay
-# ----------------------------------------------------------------------------------------
 
 
 def _git(repo: Path, *args: str) -> bytes:
@@ -828,7 +421,7 @@ def git_history_import(
     repo: Path,
     glob: str = DEFAULT_GIT_GLOB,
     rev: str = "HEAD",
-    report: FileReport = _ignore,
+    report: FileReport = report_nothing,
     progress: Progress | None = None,
 ) -> GitImportResult:
     """Replay the first-parent history of `rev` for files matching `glob`, skipping imported commits."""
