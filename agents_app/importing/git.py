@@ -37,6 +37,7 @@ from agents_app.importing.outcomes import (
     Progress,
     report_nothing,
 )
+from agents_app.models import GitImportedCommit
 from agents_app.services import (
     MAX_ACTOR,
     MAX_REASON,
@@ -48,6 +49,7 @@ from agents_app.services import (
     agent_revise,
 )
 from events.models import Event
+from events.selectors import head_position
 
 DEFAULT_GIT_GLOB = ".claude/agents/*.md"
 
@@ -189,16 +191,23 @@ def git_root_commit(*, repo: Path, rev: str) -> str:
 
 
 def git_commits_imported(*, root: str) -> set[str]:
-    """Ids of the repository's commits that stored at least one event (from event metadata)."""
-    # A JSON key lookup, the same on PostgreSQL and SQLite; it scans the log, which a
-    # command run now and then can afford.
-    return set(Event.objects.filter(metadata__git_repo=root).values_list("metadata__git_commit", flat=True))
+    """Ids of the repository's commits that stored at least one event."""
+    return set(GitImportedCommit.objects.filter(repository=root).values_list("commit", flat=True))
 
 
 def git_newest_imported(*, root: str) -> str | None:
-    """The commit of the newest event stored for the repository, if any."""
-    rows = Event.objects.filter(metadata__git_repo=root).order_by("-position")
-    return rows.values_list("metadata__git_commit", flat=True).first()
+    """The commit of the newest event stored for the repository, if any: one indexed row."""
+    rows = GitImportedCommit.objects.filter(repository=root).order_by("-position")
+    return rows.values_list("commit", flat=True).first()
+
+
+def _git_commit_record(*, root: str, commit: str) -> None:
+    """Record that `commit` stored events, in the transaction that stores them."""
+    # The caller holds the append lock (its appends took it): nothing else appends between
+    # its events and this read of the head, so the head is the commit's newest event.
+    GitImportedCommit.objects.update_or_create(
+        repository=root, commit=commit, defaults={"position": head_position()}
+    )
 
 
 def git_create_event_id(*, root: str, commit: str, path: str) -> uuid.UUID:
@@ -367,6 +376,8 @@ class _Replay:
                 self.newest = commit.sha
             self.totals.add(outcome)
             self.report(outcome)
+        if self.newest == commit.sha:
+            _git_commit_record(root=self.root, commit=commit.sha)
 
     def _step(self, commit: GitCommit, step: _Step, context: ChangeContext) -> FileOutcome:
         path = step.change.path

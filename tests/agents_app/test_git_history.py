@@ -5,17 +5,22 @@ processes too), so the user's config (autocrlf, signing, hooks) cannot change th
 """
 
 import datetime as dt
+import importlib
 import io
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agents_app import importing
 from agents_app.importing import git_create_event_id
 from agents_app.management.commands import import_git_history
+from agents_app.models import GitImportedCommit
 from agents_app.selectors import agent_get, revision_list
 from agents_app.services import ChangeContext, agent_create
 from events.models import Event
@@ -471,3 +476,35 @@ def test_a_replay_that_overlaps_another_stops_instead_of_writing_old_content_ove
     assert error.returncode == 2
     assert f"another import of this repository stored commit {shas['fix']} meanwhile" in str(error)
     assert Event.objects.count() == events
+
+
+def test_where_a_replay_resumes_is_read_from_the_imported_commits_table_not_from_the_log(history):
+    repo, shas = history
+    replay_failing(repo.path)
+    root = importing.git_root_commit(repo=repo.path, rev="HEAD")
+    stored = set(Event.objects.values_list("metadata__git_commit", flat=True))
+
+    with CaptureQueriesContext(connection) as queries:
+        newest = importing.git_newest_imported(root=root)
+        imported = importing.git_commits_imported(root=root)
+
+    assert newest == shas["fix"]
+    assert imported == stored == {shas[key] for key in ("add", "revise", "rename", "delete", "bad", "fix")}
+    assert len(queries) == 2 and not any("events_event" in query["sql"] for query in queries)
+    newest_row = GitImportedCommit.objects.get(repository=root, commit=shas["fix"])
+    assert (
+        newest_row.position
+        == Event.objects.filter(metadata__git_commit=shas["fix"]).latest("position").position
+    )
+
+
+def test_the_imported_commits_of_a_log_written_before_the_table_are_filled_from_it(history):
+    repo, _ = history
+    replay_failing(repo.path)
+    recorded = set(GitImportedCommit.objects.values_list("repository", "commit", "position"))
+    GitImportedCommit.objects.all().delete()
+
+    fill = importlib.import_module("agents_app.migrations.0006_git_imported_commits_idempotency_purge")
+    fill.fill_imported_commits(django_apps, None)
+
+    assert set(GitImportedCommit.objects.values_list("repository", "commit", "position")) == recorded
