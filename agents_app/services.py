@@ -338,14 +338,15 @@ def _revision_event(state: _AgentState, revision: int) -> StoredEvent:
         )
         known_revision, known_version = 0, 0
     # Each content event adds exactly one revision: the wanted one is at most this many
-    # content events after the one the view knows.
-    candidates = stream_page(
-        stream_id=state.agent_id,
-        types=types.CONTENT_EVENTS,
-        after_version=known_version,
-        limit=revision - known_revision,
-    )
-    return next(event for event in candidates if event.data["revision"] == revision)
+    # content events after the one the view knows (from the start if the view was wrong).
+    for after_version, count in ((known_version, revision - known_revision), (0, revision)):
+        candidates = stream_page(
+            stream_id=state.agent_id, types=types.CONTENT_EVENTS, after_version=after_version, limit=count
+        )
+        found = next((event for event in candidates if event.data["revision"] == revision), None)
+        if found is not None:
+            return found
+    raise AgentNotFound(f"agent {state.name!r} has no revision {revision} in its stream")
 
 
 def _status_change(

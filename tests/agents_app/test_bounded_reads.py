@@ -236,3 +236,31 @@ def test_the_admin_conflict_page_lists_a_bounded_number_of_changes_without_their
     assert f"(revision {3 + CONFLICT_CHANGES})" not in page
     assert f"and {LONG - CONFLICT_CHANGES} more changes" in page
     assert Event.objects.filter(stream_id=agent_id).count() == LONG + 2  # nothing stored
+
+
+def test_revert_finds_the_revision_in_the_log_when_the_view_misplaces_the_one_below_it(
+    context, make_agent_text
+):
+    agent_id = make_history(context, make_agent_text, 8)
+    AgentRevision.objects.filter(agent_id=agent_id, revision__gt=5).delete()  # the view lags
+    AgentRevision.objects.filter(agent_id=agent_id, revision=5).update(stream_version=7)  # and is wrong
+
+    agent_revert(agent_id=agent_id, to_revision=6, context=context)
+
+    [reverted] = Event.objects.filter(stream_id=agent_id, stream_version=9)
+    assert reverted.data["reverted_to"] == 6 and reverted.data["content"].endswith("revision 6\n")
+
+
+def test_a_revision_reads_the_same_rows_of_the_log_at_300_revisions_as_at_10(
+    context, make_agent_text, log_reads
+):
+    counts = []
+    for revisions in (SHORT, LONG):
+        agent_id = make_history(context, make_agent_text, revisions)
+        name = agent_get(agent_id=agent_id).name
+        with log_reads:
+            agent_revise(agent_id=agent_id, content=make_agent_text(name, body="next\n"), context=context)
+        assert log_reads.unbounded() == []
+        counts.append(log_reads.rows)
+
+    assert counts[0] == counts[1] <= 2  # the write model: the newest content event
