@@ -18,6 +18,10 @@ from events.selectors import stream_headers, stream_of_types, stream_page
 from events.types import StoredEvent
 
 LABEL_REF = re.compile(r"[a-z][a-z0-9._-]{0,63}")
+# "Current at time T" is the newest by business time (`occurred_at`, e.g. a git commit date),
+# ties broken by revision: commit dates need not grow with the stream. Used by revision_at
+# (one agent) and registry_at (all of them); archive state follows the same rule.
+AS_OF_ORDER = ("-occurred_at", "-revision")
 
 
 def _live(projection: str) -> Subquery:
@@ -109,12 +113,7 @@ def revision_list(*, agent_id: uuid.UUID) -> QuerySet[AgentRevision]:
 
 def revision_at(*, agent_id: uuid.UUID, at: dt.datetime) -> AgentRevision:
     """The revision that was current at an instant (by business time, `occurred_at`)."""
-    row = (
-        agent_revisions()
-        .filter(agent_id=agent_id, occurred_at__lte=at)
-        .order_by("-occurred_at", "-revision")
-        .first()
-    )
+    row = agent_revisions().filter(agent_id=agent_id, occurred_at__lte=at).order_by(*AS_OF_ORDER).first()
     if row is None:
         raise AgentNotFound(f"agent {agent_id} had no revision yet at {at.isoformat()}")
     return row
@@ -236,11 +235,9 @@ class RegistryAt:
 
 def registry_at(*, at: dt.datetime, q: str = "", model: str = "", tool: str = "") -> RegistryAt:
     """The registry as it was at `at`: each agent's revision current then, and which were archived."""
-    # Both orders are by business time (`occurred_at`, e.g. a git commit date, else the time
-    # recorded), ties broken by the order in the stream, as revision_at orders revisions:
-    # git commit dates need not grow with the stream, and the newest by date is what was so.
+    # Revisions and archive state both by AS_OF_ORDER: by business time, then stream order.
     revisions = agent_revisions().filter(occurred_at__lte=at)
-    latest = revisions.filter(agent_id=OuterRef("agent_id")).order_by("-occurred_at", "-revision")
+    latest = revisions.filter(agent_id=OuterRef("agent_id")).order_by(*AS_OF_ORDER)
     rows = revisions.filter(revision=Subquery(latest.values("revision")[:1]))
     archived = frozenset(
         stream_id
