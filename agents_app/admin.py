@@ -24,10 +24,9 @@ from agents_app import services
 from agents_app.diff import DiffSide, html_diff, revision_diff
 from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand
 from agents_app.models import AgentCurrent, ApiToken
-from agents_app.selectors import agents_current, revision_get, revision_list
+from agents_app.selectors import agents_current, changes_since, label_moves_page, revision_get, revision_list
 from agents_app.tokens import MAX_DAYS, MIN_DAYS, api_token_create, api_token_revoke, api_token_state
 from events.exceptions import ConcurrencyConflict
-from events.selectors import stream_read
 
 admin.site.site_header = "agent-registry"
 admin.site.site_title = "agent-registry"
@@ -38,6 +37,8 @@ CHANGE = "agents_app.change_agent"
 ARCHIVE = "agents_app.archive_agent"
 PUBLISH = "agents_app.publish_agent"
 EDITOR_ROWS = 30
+# Changes listed on the conflict page; the rest are counted.
+CONFLICT_CHANGES = 20
 
 
 # ------------------------------------------------------------------------------
@@ -549,13 +550,24 @@ class AgentAdmin(admin.ModelAdmin):
                 return HttpResponseRedirect(
                     reverse("admin:agents_app_agentcurrent_labels", args=[agent.agent_id])
                 )
-        moves = [
-            event for event in stream_read(stream_id=agent.agent_id) if event.type == "agent.label_moved"
-        ]
+        try:
+            before = int(request.GET["before"]) if "before" in request.GET else None
+        except ValueError:
+            before = None
+        page = label_moves_page(agent_id=agent.agent_id, before=before)
         return TemplateResponse(
             request,
             "admin/agents_app/agentcurrent/labels.html",
-            self._context(request, agent, f"Labels of {agent.name}", form=form, moves=list(reversed(moves))),
+            self._context(
+                request,
+                agent,
+                f"Labels of {agent.name}",
+                form=form,
+                labels=sorted(agent.labels.items()),
+                moves=page.moves,
+                older_before=page.older_before,
+                paged=before is not None,
+            ),
         )
 
 
@@ -569,13 +581,15 @@ def _conflict(*, agent_id: uuid.UUID, opened: tuple[int, int]) -> dict[str, Any]
     """What changed since the editor opened the form: who did what, and the content diff."""
     agent = agents_current().get(agent_id=agent_id)
     version, revision = opened
-    changes = [event for event in stream_read(stream_id=agent_id) if event.stream_version > version]
+    # At most CONFLICT_CHANGES events, without their content: the page lists who did what.
+    changes = changes_since(agent_id=agent_id, version=version, revision=revision, limit=CONFLICT_CHANGES)
+    more = max(agent.stream_version - version - len(changes), 0)
     diff = None
     if revision != agent.revision:
         old = revision_get(agent_id=agent_id, revision=revision)
         new = revision_get(agent_id=agent_id, revision=agent.revision)
         diff = html_diff(old=DiffSide.from_revision(old), new=DiffSide.from_revision(new))
-    return {"agent": agent, "changes": changes, "diff_html": diff, "opened_revision": revision}
+    return {"agent": agent, "changes": changes, "more": more, "diff_html": diff, "opened_revision": revision}
 
 
 NEW_AGENT_TEMPLATE = """---

@@ -166,3 +166,23 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+class GitImportedCommit(models.Model):
+    """A git commit whose replay stored events: written in the same transaction as those events."""
+
+    # Without it, finding where a re-run resumes searched the event log's metadata (a scan
+    # of the whole log, under the append lock at every batch of a replay).
+    repository = models.CharField(max_length=64, help_text="The repository's root commit (its identity).")
+    commit = models.CharField(max_length=64)
+    position = models.BigIntegerField(help_text="Position of the newest event the commit stored.")
+
+    class Meta:
+        default_permissions = ()
+        constraints = [
+            models.UniqueConstraint(fields=["repository", "commit"], name="git_imported_commit_uniq"),
+        ]
+        indexes = [models.Index(fields=["repository", "-position"], name="git_imported_newest_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.repository[:12]}:{self.commit[:12]}"

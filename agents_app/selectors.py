@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import re
 import uuid
+from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
@@ -13,10 +14,14 @@ from agents_app.exceptions import AgentNotFound, InvalidReference
 from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.projections import CURRENT, REVISIONS
 from events.models import Checkpoint, Event
-from events.selectors import stream_of_types
+from events.selectors import stream_headers, stream_of_types, stream_page
 from events.types import StoredEvent
 
 LABEL_REF = re.compile(r"[a-z][a-z0-9._-]{0,63}")
+# "Current at time T" is the newest by business time (`occurred_at`, e.g. a git commit date),
+# ties broken by revision: commit dates need not grow with the stream. Used by revision_at
+# (one agent) and registry_at (all of them); archive state follows the same rule.
+AS_OF_ORDER = ("-occurred_at", "-revision")
 
 
 def _live(projection: str) -> Subquery:
@@ -81,6 +86,26 @@ def revision_get(*, agent_id: uuid.UUID, revision: int) -> AgentRevision:
     return row
 
 
+def revision_locate(*, agent_id: uuid.UUID, revision: int) -> tuple[int, int] | None:
+    """(revision, stream version) of the newest revision at or below `revision` in the live view.
+
+    Where a revision sits in the agent's stream, for commands that read it from the log: one
+    indexed row without its content. Below `revision` when the view has not applied it yet.
+    """
+    return (
+        agent_revisions()
+        .filter(agent_id=agent_id, revision__lte=revision)
+        .order_by("-revision")
+        .values_list("revision", "stream_version")
+        .first()
+    )
+
+
+def labels_snapshot(*, agent_id: uuid.UUID) -> tuple[dict[str, int], int] | None:
+    """The agent's labels in the live current view and the stream version they reflect."""
+    return agents_current().filter(agent_id=agent_id).values_list("labels", "stream_version").first()
+
+
 def revision_list(*, agent_id: uuid.UUID) -> QuerySet[AgentRevision]:
     """An agent's history, oldest first."""
     return agent_revisions().filter(agent_id=agent_id).order_by("revision")
@@ -88,12 +113,7 @@ def revision_list(*, agent_id: uuid.UUID) -> QuerySet[AgentRevision]:
 
 def revision_at(*, agent_id: uuid.UUID, at: dt.datetime) -> AgentRevision:
     """The revision that was current at an instant (by business time, `occurred_at`)."""
-    row = (
-        agent_revisions()
-        .filter(agent_id=agent_id, occurred_at__lte=at)
-        .order_by("-occurred_at", "-revision")
-        .first()
-    )
+    row = agent_revisions().filter(agent_id=agent_id, occurred_at__lte=at).order_by(*AS_OF_ORDER).first()
     if row is None:
         raise AgentNotFound(f"agent {agent_id} had no revision yet at {at.isoformat()}")
     return row
@@ -195,26 +215,52 @@ def agent_list(
     return _filtered(rows, q=q, model=model, tool=tool).order_by("name", "id")
 
 
-def agent_list_at(
-    *, at: dt.datetime, q: str = "", model: str = "", tool: str = ""
-) -> QuerySet[AgentRevision]:
-    """The registry as it was at an instant: per agent, the revision current then (archived ones left out)."""
+@dataclass(frozen=True)
+class RegistryAt:
+    """The registry as it was at an instant (business time): the one answer to "as of time T".
+
+    `rows`: per agent that existed then, the revision current then (archived ones included),
+    by name; `archived`: the agents that were archived then. The REST list `?at=`, export
+    `--at` and every other "as of" read take it from here.
+    """
+
+    at: dt.datetime
+    rows: QuerySet[AgentRevision]
+    archived: frozenset[uuid.UUID]
+
+    def active(self) -> QuerySet[AgentRevision]:
+        """The agents that were active then."""
+        return self.rows.exclude(agent_id__in=self.archived)
+
+
+def registry_at(*, at: dt.datetime, q: str = "", model: str = "", tool: str = "") -> RegistryAt:
+    """The registry as it was at `at`: each agent's revision current then, and which were archived."""
+    # Revisions and archive state both by AS_OF_ORDER: by business time, then stream order.
     revisions = agent_revisions().filter(occurred_at__lte=at)
-    latest = revisions.filter(agent_id=OuterRef("agent_id")).order_by("-occurred_at", "-revision")
-    archived = [
+    latest = revisions.filter(agent_id=OuterRef("agent_id")).order_by(*AS_OF_ORDER)
+    rows = revisions.filter(revision=Subquery(latest.values("revision")[:1]))
+    archived = frozenset(
         stream_id
         for stream_id, event_type in _last_status_events(at)
         if event_type == agent_event_types.ARCHIVED
-    ]
-    rows = revisions.filter(revision=Subquery(latest.values("revision")[:1])).exclude(agent_id__in=archived)
-    return _filtered(rows, q=q, model=model, tool=tool).order_by("name", "id")
+    )
+    return RegistryAt(
+        at=at, rows=_filtered(rows, q=q, model=model, tool=tool).order_by("name", "id"), archived=archived
+    )
+
+
+def agent_list_at(
+    *, at: dt.datetime, q: str = "", model: str = "", tool: str = ""
+) -> QuerySet[AgentRevision]:
+    """The agents that were active at an instant, each at the revision current then (REST `?at=`)."""
+    return registry_at(at=at, q=q, model=model, tool=tool).active()
 
 
 def _last_status_events(at: dt.datetime) -> list[tuple[uuid.UUID, str]]:
     """Per stream, the type of its newest archive/restore event by business time up to `at`."""
-    # Archive state is not part of the revisions view: read it from the log. Business time
-    # (`occurred_at`, e.g. a git commit date) decides, as for revisions; it lives in the
-    # metadata, so the (few) status events are compared here rather than in SQL.
+    # Archive state is not part of the revisions view: read it from the log, by type through
+    # its index (archives and restores are few). Business time lives in the metadata, so the
+    # events are compared here rather than in SQL.
     newest: dict[uuid.UUID, tuple[dt.datetime, int, str]] = {}
     rows = Event.objects.filter(type__in=(agent_event_types.ARCHIVED, agent_event_types.RESTORED))
     for stream_id, version, event_type, metadata, recorded_at in rows.values_list(
@@ -254,6 +300,66 @@ def agent_find_renamed(*, name: str) -> AgentCurrent | None:
         return None
     agent = agents_current().filter(agent_id=agent_id).first()
     return agent if agent is not None and agent.name != name else None
+
+
+LABEL_PAGE = 50
+
+
+@dataclass(frozen=True)
+class LabelMovesPage:
+    """Label moves newest first, and the stream version to pass as `before` for the older ones."""
+
+    moves: list[StoredEvent]
+    older_before: int | None
+
+
+def label_moves_page(
+    *, agent_id: uuid.UUID, before: int | None = None, limit: int = LABEL_PAGE
+) -> LabelMovesPage:
+    """One page of an agent's label moves, newest first, before stream version `before`."""
+    # Filtered by type in the database and limited: the content events of a long history
+    # (whole documents) are never loaded to find the few label moves among them.
+    moves = stream_page(
+        stream_id=agent_id,
+        types=frozenset({agent_event_types.LABEL_MOVED}),
+        before_version=before,
+        newest_first=True,
+        limit=limit + 1,
+    )
+    older = moves[limit - 1].stream_version if len(moves) > limit else None
+    return LabelMovesPage(moves=moves[:limit], older_before=older)
+
+
+@dataclass(frozen=True)
+class StreamChange:
+    """One event of an agent's stream as a listing shows it: who, what, when, why, which revision."""
+
+    stream_version: int
+    type: str
+    actor: str
+    reason: str
+    recorded_at: dt.datetime
+    revision: int | None
+
+
+def changes_since(*, agent_id: uuid.UUID, version: int, revision: int, limit: int) -> list[StreamChange]:
+    """At most `limit` events after stream version `version` (at revision `revision`), without content."""
+    changes = []
+    for header in stream_headers(stream_id=agent_id, after_version=version, limit=limit):
+        if header.type in agent_event_types.CONTENT_EVENTS:
+            # Every content event adds exactly one revision: numbered without reading its data.
+            revision += 1
+        changes.append(
+            StreamChange(
+                stream_version=header.stream_version,
+                type=header.type,
+                actor=header.metadata.get("actor", ""),
+                reason=header.metadata.get("reason", ""),
+                recorded_at=header.recorded_at,
+                revision=revision if header.type in agent_event_types.CONTENT_EVENTS else None,
+            )
+        )
+    return changes
 
 
 def label_history(*, agent_id: uuid.UUID) -> list[StoredEvent]:

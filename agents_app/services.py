@@ -6,6 +6,7 @@ name reservations are decided in that same serial order.
 """
 
 import datetime as dt
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -13,15 +14,17 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 
 from agents_app import event_types as types
+from agents_app import selectors
 from agents_app.document import AgentDocument, parse_agent_document
 from agents_app.exceptions import AgentArchived, AgentNotFound, InvalidCommand, NameTaken, StatusUnchanged
 from agents_app.models import AgentNameClaim
 from events.exceptions import ConcurrencyConflict
 from events.selectors import (
     event_by_id,
+    stream_event_at,
     stream_last,
     stream_last_and_version,
-    stream_of_types,
+    stream_page,
     stream_version,
 )
 from events.services import append_lock, event_append
@@ -32,6 +35,8 @@ LABEL_PATTERN = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 RESERVED_LABELS = frozenset({"latest"})
 MAX_REASON = 2000
 MAX_ACTOR = 200
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +131,31 @@ def _claimed_name(agent_id: uuid.UUID) -> str | None:
         cursor.execute(f"SELECT name FROM {table} WHERE agent_id = %s", [key])  # noqa: S608 - no input in it
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+def _labels(state: _AgentState) -> dict[str, int]:
+    """The agent's labels now: the current view's, plus the label moves it has not applied yet."""
+    # Reading every label move of the stream would grow with the history; the view holds
+    # the labels as of a stream version, and only the moves after it (the view's lag) are
+    # read from the log, under the append lock, so nothing can move a label meanwhile.
+    labels, version = selectors.labels_snapshot(agent_id=state.agent_id) or ({}, 0)
+    labels = dict(labels)
+    if version > state.version:  # a view ahead of the log it was built from: trust the log only
+        labels, version = {}, 0
+    if version == state.version:
+        return labels
+    moves = stream_page(
+        stream_id=state.agent_id,
+        types=frozenset({types.LABEL_MOVED}),
+        after_version=version,
+        limit=state.version - version,
+    )
+    for move in moves:
+        if move.data["revision"] is None:
+            labels.pop(move.data["label"], None)
+        else:
+            labels[move.data["label"]] = move.data["revision"]
+    return labels
 
 
 def _check_version(state: _AgentState, expected_version: int | None) -> None:
@@ -272,11 +302,7 @@ def agent_revert(
             raise AgentNotFound(
                 f"agent {state.name!r} has no revision {to_revision} (it has 1 to {state.revision})"
             )
-        target = next(
-            event
-            for event in stream_of_types(stream_id=agent_id, types=types.CONTENT_EVENTS)
-            if event.data["revision"] == to_revision
-        )
+        target = _revision_event(state, to_revision)
         if target.data["content"] == state.content:
             return _unchanged(state)
         document = parse_agent_document(target.data["content"])
@@ -285,6 +311,42 @@ def agent_revert(
             data={"content": document.content, "revision": state.revision + 1, "reverted_to": to_revision},
         )
         return _new_revision(state, document, event, context)
+
+
+def _revision_event(state: _AgentState, revision: int) -> StoredEvent:
+    """The content event of one revision, read from the log through its unique (stream, version) key.
+
+    Reading the stream's content events until the wanted one held the append lock for as
+    long as the history is long (every write waits on it). The revisions view knows where
+    each revision sits in the stream; the event found there is checked against the log, so
+    a view that is wrong cannot make the command store other content. A view that lags (its
+    rows are applied after this revision's event in worker mode) gives the nearest revision
+    below, and only the events between it and the wanted one are read: bounded by the lag.
+    """
+    located = selectors.revision_locate(agent_id=state.agent_id, revision=revision)
+    known_revision, known_version = located or (0, 0)
+    if known_revision == revision:
+        event = stream_event_at(stream_id=state.agent_id, stream_version=known_version)
+        if event is not None and event.type in types.CONTENT_EVENTS and event.data["revision"] == revision:
+            return event
+        # The view disagrees with the log (a projection bug): search the log from its start.
+        logger.error(
+            "revisions view: agent %s revision %s is not at version %s",
+            state.agent_id,
+            revision,
+            known_version,
+        )
+        known_revision, known_version = 0, 0
+    # Each content event adds exactly one revision: the wanted one is at most this many
+    # content events after the one the view knows (from the start if the view was wrong).
+    for after_version, count in ((known_version, revision - known_revision), (0, revision)):
+        candidates = stream_page(
+            stream_id=state.agent_id, types=types.CONTENT_EVENTS, after_version=after_version, limit=count
+        )
+        found = next((event for event in candidates if event.data["revision"] == revision), None)
+        if found is not None:
+            return found
+    raise AgentNotFound(f"agent {state.name!r} has no revision {revision} in its stream")
 
 
 def _status_change(
@@ -346,8 +408,7 @@ def agent_label_move(
             raise AgentNotFound(
                 f"agent {state.name!r} has no revision {revision} (it has 1 to {state.revision})"
             )
-        moves = stream_of_types(stream_id=agent_id, types=frozenset({types.LABEL_MOVED}))
-        current = next((m.data["revision"] for m in reversed(moves) if m.data["label"] == label), None)
+        current = _labels(state).get(label)
         if current == revision:
             if revision is None:
                 raise AgentNotFound(f"agent {state.name!r} has no label {label!r}")

@@ -3,6 +3,7 @@
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import Max
@@ -144,3 +145,49 @@ def event_previous_hash(*, stream_id: uuid.UUID, stream_version: int) -> str | N
         .values_list("hash", flat=True)
         .first()
     )
+
+
+def stream_event_at(*, stream_id: uuid.UUID, stream_version: int) -> StoredEvent | None:
+    """The event at one version of a stream: one row through the (stream_id, stream_version) key."""
+    row = Event.objects.filter(stream_id=stream_id, stream_version=stream_version).first()
+    return stored_event_from_row(row) if row else None
+
+
+def stream_page(
+    *,
+    stream_id: uuid.UUID,
+    limit: int,
+    types: frozenset[str] | None = None,
+    after_version: int = 0,
+    before_version: int | None = None,
+    newest_first: bool = False,
+) -> list[StoredEvent]:
+    """At most `limit` events of a stream between the two versions, of `types`, oldest (or newest) first."""
+    rows = Event.objects.filter(stream_id=stream_id, stream_version__gt=after_version)
+    if before_version is not None:
+        rows = rows.filter(stream_version__lt=before_version)
+    if types is not None:
+        rows = rows.filter(type__in=types)
+    order = "-stream_version" if newest_first else "stream_version"
+    return [stored_event_from_row(row) for row in rows.order_by(order)[:limit]]
+
+
+@dataclass(frozen=True)
+class EventHeader:
+    """An event without its data: what a listing of who did what and when shows."""
+
+    position: int
+    stream_version: int
+    type: str
+    metadata: dict
+    recorded_at: dt.datetime
+
+
+def stream_headers(*, stream_id: uuid.UUID, after_version: int, limit: int) -> list[EventHeader]:
+    """At most `limit` events of a stream after `after_version`, oldest first, without their data."""
+    # `data` holds whole documents (up to 256 KiB each): a listing never loads it.
+    rows = Event.objects.filter(stream_id=stream_id, stream_version__gt=after_version).order_by(
+        "stream_version"
+    )
+    fields = ("position", "stream_version", "type", "metadata", "recorded_at")
+    return [EventHeader(*values) for values in rows.values_list(*fields)[:limit]]

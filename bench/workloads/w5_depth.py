@@ -8,6 +8,11 @@ on a row of its own, the library's repository.get(version=N), which replays even
 django-reversion's get_for_object() ordered oldest first, the Nth (an OFFSET); django-
 simple-history's history.get(version=N) (indexed); raw SELECT by (stream id, version).
 
+Depth of the commands and reads that must not grow with the history: revert to revision 1
+(agent_revert) and blame of the newest revision (what GET /agents/{name}/blame/ computes), on
+the deep agent at revision `w5_depth` and on one of SHALLOW revisions; the note gives the
+ratio deep/shallow (the target: within 1.2x).
+
 Appends: agent_revise on one agent (read-your-writes on) and raw INSERTs, on an empty
 database (bench_empty) and on one where `w5_log_events` events were bulk-loaded
 (bench_depth), the runs alternating between the two.
@@ -18,6 +23,8 @@ the matching rows and the live checkpoints are moved to the head, so the appends
 the load run against views of the same size as the log, as they would in service.
 """
 
+import statistics
+
 from bench.workloads import common
 from bench.workloads.common import Result, per_call, timed
 from bench.workloads.documents import revisions
@@ -25,6 +32,9 @@ from bench.workloads.suite import Bench, rotated, rounds
 from bench.workloads.systems import Raw, ThisProject
 
 READ_WORKLOAD = "W5 read revision {revision:,} (ms)"
+REVERT_WORKLOAD = "W5 revert to revision 1, agent at revision {revision:,} (ms)"
+BLAME_WORKLOAD = "W5 blame of revision {revision:,} (ms)"
+SHALLOW = 10
 APPEND_WORKLOAD = "W5 append, {log} (edits/s)"
 STREAM_EVENTS = 100
 BULK_TABLES = ("events_event", "agents_app_agentrevision", "agents_app_agentcurrent")
@@ -45,7 +55,8 @@ def _deep_agents(bench: Bench) -> tuple[dict, int]:
     return handles, depth
 
 
-def reads(bench: Bench) -> None:
+def reads(bench: Bench) -> tuple[object, int]:
+    """Time the reads of revision 1 and `w5_depth`; this project's deep agent and its depth."""
     handles, depth = _deep_agents(bench)
     common.analyze()
     ours, es = bench.ours, bench.eventsourcing
@@ -98,10 +109,85 @@ def reads(bench: Bench) -> None:
         " project's revision through the (generation, agent_id, occurred_at) index, filtering every"
         " revision of the agent.",
     )
+    return handles[id(ours)], depth
 
 
 # Where the body begins in a preloaded content: after the "\n---\n" that closes its frontmatter.
 BODY_START = "position(chr(10) || '---' || chr(10) IN e.data->>'content') + 4"
+
+
+def _blame(agent_id, revision: int) -> dict:
+    """What GET /agents/{name}/blame/?ref=<revision> computes, without HTTP (as the API view does it)."""
+    from agents_app.blame import BlameRevision, blame
+    from agents_app.selectors import revision_list
+
+    history = revision_list(agent_id=agent_id).filter(revision__lte=revision)
+    return blame([BlameRevision.from_revision(row) for row in history])
+
+
+def depth_costs(bench: Bench, deep_handle, depth: int) -> None:
+    """Revert and blame on the deep agent and on one of SHALLOW revisions, run for run side by side."""
+    from agents_app.services import agent_revert
+    from events.projections import projections_catch_up_all
+
+    ours = bench.ours
+    shallow_handle = ours.bulk_load("w5-shallow", list(revisions("w5-shallow", SHALLOW)))
+    projections_catch_up_all()
+    common.analyze()
+    agents = [(depth, deep_handle), (SHALLOW, shallow_handle)]
+    for revision, handle in agents:
+        assert _blame(handle, revision)["revision"] == revision
+    targets = {handle: iter(range(10**9)) for _, handle in agents}
+
+    def revert(handle) -> None:
+        # Alternately to revision 1 and 2 (both at the start of the history), so that every
+        # call stores a revision: reverting to the current content stores nothing.
+        to_revision = 1 + next(targets[handle]) % 2
+        change = agent_revert(agent_id=handle, to_revision=to_revision, context=ours.context)
+        assert change.changed
+
+    values: dict[tuple[str, int], list[float]] = {
+        (kind, n): [] for kind in ("blame", "revert") for n in (depth, SHALLOW)
+    }
+    for number, warmup in rounds(bench.sizes.runs):
+        for revision, handle in rotated(agents, number):
+            blame_seconds = per_call(
+                lambda h=handle, n=revision: _blame(h, n),
+                calls=bench.sizes.w5_calls,
+                max_seconds=1.5,
+                min_calls=1,
+            )
+            revert_seconds = per_call(
+                lambda h=handle: revert(h), calls=bench.sizes.w5_calls, max_seconds=1.5, min_calls=1
+            )
+            if not warmup:
+                values[("blame", revision)].append(1000 * blame_seconds)
+                values[("revert", revision)].append(1000 * revert_seconds)
+    ratios = []
+    for kind, workload in (("revert", REVERT_WORKLOAD), ("blame", BLAME_WORKLOAD)):
+        for revision in (depth, SHALLOW):
+            bench.add(
+                Result(
+                    workload.format(revision=revision),
+                    ours.label,
+                    "ms",
+                    values[(kind, revision)],
+                    False,
+                    reference=True,
+                )
+            )
+        deep, shallow = (statistics.median(values[(kind, n)]) for n in (depth, SHALLOW))
+        ratios.append(
+            f"{kind} {deep / shallow:.2f}x ({deep:.2f} ms at revision {depth:,},"
+            f" {shallow:.2f} ms at {SHALLOW})"
+        )
+    bench.note(
+        "W5 depth",
+        f"Revert to revision 1 (alternately 1 and 2, so that each call stores a revision) and blame of"
+        f" the newest revision, on the deep agent ({depth:,} revisions) and on one of {SHALLOW}; median"
+        f" of up to {bench.sizes.w5_calls:,} calls per run. Deep / shallow: {'; '.join(ratios)}"
+        " (target: within 1.2x). The reverts run after the reads: they add revisions to the deep agent.",
+    )
 
 
 def _bulk_load_sql(events: int) -> str:
@@ -267,5 +353,6 @@ def _bulk_load(connection, events: int) -> None:
 
 
 def run(bench: Bench) -> None:
-    reads(bench)
+    deep_handle, depth = reads(bench)
+    depth_costs(bench, deep_handle, depth)
     appends(bench)

@@ -5,17 +5,22 @@ processes too), so the user's config (autocrlf, signing, hooks) cannot change th
 """
 
 import datetime as dt
+import importlib
 import io
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agents_app import importing
 from agents_app.importing import git_create_event_id
 from agents_app.management.commands import import_git_history
+from agents_app.models import GitImportedCommit
 from agents_app.selectors import agent_get, revision_list
 from agents_app.services import ChangeContext, agent_create
 from events.models import Event
@@ -412,22 +417,22 @@ def test_a_crash_keeps_the_batches_committed_before_it_and_a_rerun_finishes_the_
     history, monkeypatch, tmp_path
 ):
     repo, shas = history
-    monkeypatch.setattr(importing, "BATCH_UNITS", 2)  # batches: add+revise | rename+delete | ...
-    monkeypatch.setattr(importing, "BATCH_SECONDS", 3600)
-    apply = importing._Replay.apply
+    monkeypatch.setattr(importing.batches, "BATCH_UNITS", 2)  # batches: add+revise | rename+delete | ...
+    monkeypatch.setattr(importing.batches, "BATCH_SECONDS", 3600)
+    apply = importing.git._Replay.apply
 
     def power_cut_at_the_deletion(self, commit):
         if commit.sha == shas["delete"]:
             raise RuntimeError("power cut")
         return apply(self, commit)
 
-    monkeypatch.setattr(importing._Replay, "apply", power_cut_at_the_deletion)
+    monkeypatch.setattr(importing.git._Replay, "apply", power_cut_at_the_deletion)
     with pytest.raises(RuntimeError):
         replay(repo.path)
     imported = set(Event.objects.values_list("metadata__git_commit", flat=True))
     assert imported == {shas["add"], shas["revise"]}  # the rename's batch was rolled back whole
 
-    monkeypatch.setattr(importing._Replay, "apply", apply)
+    monkeypatch.setattr(importing.git._Replay, "apply", apply)
     _, out = replay_failing(repo.path)
 
     assert "replayed 4 commits" in out and "(2 imported before)" in out
@@ -459,13 +464,47 @@ def test_a_replay_that_overlaps_another_stops_instead_of_writing_old_content_ove
     events = Event.objects.count()
     # A second run that looked before the first one stored anything, as two overlapping cron
     # runs would: it must not replay the history again over the newer content.
-    newest = importing.git_newest_imported
+    newest = importing.git.git_newest_imported
     first_look = iter([None])
-    monkeypatch.setattr(importing, "git_commits_imported", lambda *, root: set())
-    monkeypatch.setattr(importing, "git_newest_imported", lambda *, root: next(first_look, newest(root=root)))
+    monkeypatch.setattr(importing.git, "git_commits_imported", lambda *, root: set())
+    monkeypatch.setattr(
+        importing.git, "git_newest_imported", lambda *, root: next(first_look, newest(root=root))
+    )
 
     error, _ = replay_failing(repo.path)
 
     assert error.returncode == 2
     assert f"another import of this repository stored commit {shas['fix']} meanwhile" in str(error)
     assert Event.objects.count() == events
+
+
+def test_where_a_replay_resumes_is_read_from_the_imported_commits_table_not_from_the_log(history):
+    repo, shas = history
+    replay_failing(repo.path)
+    root = importing.git_root_commit(repo=repo.path, rev="HEAD")
+    stored = set(Event.objects.values_list("metadata__git_commit", flat=True))
+
+    with CaptureQueriesContext(connection) as queries:
+        newest = importing.git_newest_imported(root=root)
+        imported = importing.git_commits_imported(root=root)
+
+    assert newest == shas["fix"]
+    assert imported == stored == {shas[key] for key in ("add", "revise", "rename", "delete", "bad", "fix")}
+    assert len(queries) == 2 and not any("events_event" in query["sql"] for query in queries)
+    newest_row = GitImportedCommit.objects.get(repository=root, commit=shas["fix"])
+    assert (
+        newest_row.position
+        == Event.objects.filter(metadata__git_commit=shas["fix"]).latest("position").position
+    )
+
+
+def test_the_imported_commits_of_a_log_written_before_the_table_are_filled_from_it(history):
+    repo, _ = history
+    replay_failing(repo.path)
+    recorded = set(GitImportedCommit.objects.values_list("repository", "commit", "position"))
+    GitImportedCommit.objects.all().delete()
+
+    fill = importlib.import_module("agents_app.migrations.0006_git_imported_commits_idempotency_purge")
+    fill.fill_imported_commits(django_apps, None)
+
+    assert set(GitImportedCommit.objects.values_list("repository", "commit", "position")) == recorded

@@ -1,0 +1,78 @@
+"""Bulk runs: batched transactions without the per-write read-your-writes wait.
+
+Bulk runs write in batched transactions and bring the projections up to date once at the
+end (`bulk_writes`): the views are current when a run returns.
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import transaction
+
+from events.projections import projections_wait
+from events.selectors import head_position
+from events.services import append_lock
+
+# A bulk run commits its transaction after this many files or git commits, or this many seconds.
+BATCH_UNITS = 200
+BATCH_SECONDS = 0.5
+
+
+class WriteBatches:
+    """The open transaction of a bulk run, committed every BATCH_UNITS files or commits or BATCH_SECONDS."""
+
+    def __init__(self, on_open: Callable[[], None] | None = None) -> None:
+        self._atomic: transaction.Atomic | None = None
+        self._units = 0
+        self._opened = 0.0
+        self._on_open = on_open
+
+    def open(self) -> None:
+        self._atomic = transaction.atomic()
+        self._atomic.__enter__()
+        self._units = 0
+        self._opened = time.monotonic()
+        if self._on_open is not None:
+            append_lock()  # what on_open checks cannot change before this batch commits
+            self._on_open()
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Commit the open batch, or roll it back when `error` is given."""
+        atomic, self._atomic = self._atomic, None
+        if atomic is not None:
+            atomic.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+
+    def unit_done(self) -> None:
+        """One file or commit is written; commit the batch if it is big or old enough."""
+        self._units += 1
+        if self._units >= BATCH_UNITS or time.monotonic() - self._opened >= BATCH_SECONDS:
+            self.close()
+            self.open()
+
+
+@contextmanager
+def bulk_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[WriteBatches]:
+    """Batched transactions, no read-your-writes waits; the projections are brought up to date at the end."""
+    # Each commit queues a projection catch-up (in the embedded mode it runs right there, in
+    # process) and, with read-your-writes on, waits for it: per file or git commit that
+    # tripled an import's time. Batches of units share one COMMIT and one catch-up of all
+    # their events. The append lock is held until a batch commits, so other writers wait at
+    # most about BATCH_SECONDS. A batch is stored entirely or not at all, which is what lets
+    # a re-run tell exactly which commits were imported. The setting is process-wide, which
+    # is fine in a management command's own process.
+    previous = settings.PROJECTION_READ_YOUR_WRITES
+    settings.PROJECTION_READ_YOUR_WRITES = False
+    batches = WriteBatches(on_open)
+    try:
+        batches.open()
+        yield batches
+    except BaseException as exc:
+        batches.close(exc)
+        raise
+    else:
+        batches.close()
+    finally:
+        settings.PROJECTION_READ_YOUR_WRITES = previous
+    projections_wait(position=head_position())

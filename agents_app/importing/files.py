@@ -1,0 +1,88 @@
+"""Agent definition files on disk: finding them under folders, reading and writing their exact bytes.
+
+Files are read and written as bytes and handed to the services unchanged: the raw bytes are
+the source of truth, so CRLF, a missing final newline and non-ASCII text come back exactly.
+"""
+
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from django.conf import settings
+
+from agents_app.document import NAME_PATTERN
+from agents_app.importing.outcomes import SKIPPED, FileOutcome, ImportRefused
+
+
+def agent_files_find(*, paths: Sequence[Path]) -> tuple[list[Path], list[FileOutcome]]:
+    """The `*.md` files under each folder (a named file as it is), and what was skipped and why."""
+    found: list[Path] = []
+    skipped: list[FileOutcome] = []
+    for given in paths:
+        if not given.exists():
+            raise ImportRefused(f"{given}: no such file or folder")
+        if not given.is_dir():
+            found.append(given)
+            continue
+        root = given.resolve()
+        # os.walk does not descend into symlinked folders (followlinks=False): a link could
+        # lead anywhere on the machine, or loop.
+        for folder, folders, names in os.walk(given):
+            here = Path(folder)
+            kept = []
+            for sub in sorted(folders):
+                if sub.startswith("."):
+                    continue  # .git, .venv, editors' folders: never agent definitions to import
+                if (here / sub).is_symlink():
+                    skipped.append(FileOutcome(SKIPPED, str(here / sub), detail="symbolic link to a folder"))
+                    continue
+                kept.append(sub)
+            folders[:] = kept
+            for name in sorted(names):
+                if name.startswith(".") or not name.lower().endswith(".md"):
+                    continue
+                path = here / name
+                if path.is_symlink() and not path.resolve().is_relative_to(root):
+                    skipped.append(
+                        FileOutcome(SKIPPED, str(path), detail=f"symbolic link to outside {given}; not read")
+                    )
+                    continue
+                found.append(path)
+    # A file named twice (two overlapping PATHs, a link to a file of the same folder) is read once.
+    files: dict[Path, Path] = {}
+    for path in found:
+        first = files.setdefault(path.resolve(), path)
+        if first is not path:
+            skipped.append(FileOutcome(SKIPPED, str(path), detail=f"the same file as {first}"))
+    return list(files.values()), skipped
+
+
+def agent_file_read(path: Path) -> bytes:
+    """The file's bytes, or at most one byte over the size limit (the parser refuses that)."""
+    # O_NONBLOCK: opening a FIFO named *.md must not hang the import; it is refused below.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return handle.read(settings.AGENT_MAX_BYTES + 1)
+
+
+def agent_file_path(*, directory: Path, name: str) -> Path:
+    """`directory/<name>.md`, refusing any name that could place the file elsewhere."""
+    # Stored names always match NAME_PATTERN (no '/', no '..'); checking again here means a
+    # row that somehow holds another name still cannot write outside the directory.
+    if not NAME_PATTERN.fullmatch(name):
+        raise ImportRefused(f"{name!r} is not a safe file name")
+    target = directory / f"{name}.md"
+    if target.resolve().parent != directory.resolve():
+        raise ImportRefused(f"{target} resolves to outside {directory} (a symbolic link?)")
+    return target
+
+
+def agent_file_write(target: Path, content: str) -> None:
+    # Binary mode: no newline translation. O_NOFOLLOW: a symlink put there after the check
+    # in agent_file_path is refused rather than followed.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_BINARY", 0)
+    with os.fdopen(os.open(target, flags, 0o666), "wb") as handle:
+        handle.write(content.encode("utf-8"))

@@ -1,0 +1,91 @@
+"""Import of agent definition files and folders: create or revise an agent per file."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from django.db import transaction
+
+from agents_app.document import parse_agent_document
+from agents_app.exceptions import AgentError, DocumentInvalid
+from agents_app.importing.batches import bulk_writes
+from agents_app.importing.files import agent_file_read, agent_files_find
+from agents_app.importing.outcomes import (
+    CREATED,
+    REVISED,
+    UNCHANGED,
+    FileOutcome,
+    FileReport,
+    ImportTotals,
+    Progress,
+    failure,
+    report_nothing,
+)
+from agents_app.models import AgentNameClaim
+from agents_app.services import MAX_REASON, ChangeContext, agent_create, agent_revise
+from events.services import append_lock
+
+
+def _import_file(path: Path, context: ChangeContext, names_seen: dict[str, str]) -> FileOutcome:
+    shown = str(path)
+    try:
+        content = agent_file_read(path)
+    except OSError as exc:
+        return failure(shown, f"cannot read: {exc.strerror or exc}")
+    try:
+        name = parse_agent_document(content).name
+    except DocumentInvalid as exc:
+        return failure(shown, str(exc))
+    if name in names_seen:
+        # Two files of one run naming the same agent would silently overwrite each other.
+        return failure(shown, f"the name {name!r} is also the name in {names_seen[name]}", name)
+    names_seen[name] = shown
+    try:
+        with transaction.atomic():
+            # Look up and write under one append lock: without it, another writer creating
+            # this name between our lookup and our create would fail this file with NameTaken.
+            append_lock()
+            holder = AgentNameClaim.objects.filter(name=name).values_list("agent_id", flat=True).first()
+            if holder is None:
+                change = agent_create(content=content, context=context)
+            else:
+                change = agent_revise(agent_id=holder, content=content, context=context)
+    except AgentError as exc:
+        return failure(shown, str(exc), name)
+    action = CREATED if holder is None else REVISED if change.changed else UNCHANGED
+    note = "" if path.stem == name else f"the file name differs from the name {name!r}"
+    return FileOutcome(action, shown, name=name, revision=change.revision, detail=note)
+
+
+def agents_import(
+    *,
+    paths: Sequence[Path],
+    actor: str,
+    reason: str = "",
+    report: FileReport = report_nothing,
+    progress: Progress | None = None,
+) -> ImportTotals:
+    """Create or revise an agent from each file; identical content stores nothing, nor does a bad file."""
+    ChangeContext(actor=actor, source="import", reason=reason).metadata()  # bad actor/reason: refuse all
+    files, skipped = agent_files_find(paths=paths)
+    totals = ImportTotals()
+    names_seen: dict[str, str] = {}
+    with bulk_writes() as batches:
+        for outcome in skipped:
+            totals.add(outcome)
+            report(outcome)
+        if progress is not None:
+            progress(0, len(files))
+        for done, path in enumerate(files, start=1):
+            context = ChangeContext(
+                actor=actor,
+                source="import",
+                reason=reason or f"import of {path}"[:MAX_REASON],
+                extra={"import_path": str(path)},
+            )
+            outcome = _import_file(path, context, names_seen)
+            batches.unit_done()
+            totals.add(outcome)
+            report(outcome)
+            if progress is not None:
+                progress(done, len(files))
+    return totals
