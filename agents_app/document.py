@@ -98,7 +98,7 @@ def _check_yaml_events(frontmatter: str, first_line: int = FIRST_FRONTMATTER_LIN
                     DocumentProblem(
                         "frontmatter",
                         f"YAML aliases (*{event.anchor}) are not allowed",
-                        event.start_mark.line + first_line,
+                        (event.start_mark.line if event.start_mark else 0) + first_line,
                     )
                 ]
             )
@@ -110,7 +110,7 @@ def _check_yaml_events(frontmatter: str, first_line: int = FIRST_FRONTMATTER_LIN
                         DocumentProblem(
                             "frontmatter",
                             f"nested deeper than {MAX_YAML_DEPTH} levels",
-                            event.start_mark.line + first_line,
+                            (event.start_mark.line if event.start_mark else 0) + first_line,
                         )
                     ]
                 )

@@ -147,13 +147,14 @@ class _Layout:
 def _key_starts(lines: list[str]) -> tuple[list[tuple[int, str, int]], bool]:
     """(line index, key, column) of every top-level key, in order; and whether it is strict YAML."""
     loader = SafeLoader("\n".join(lines))
+    strict = True
     try:
         root = loader.get_single_node()
     except yaml.YAMLError:
-        root = False  # not strict YAML: read it as document.py's lenient parser does
+        root, strict = None, False  # not strict YAML: read it as document.py's lenient parser does
     finally:
         loader.dispose()
-    if root is None:
+    if root is None and strict:
         return [], True
     if isinstance(root, yaml.MappingNode):
         if root.flow_style:

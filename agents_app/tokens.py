@@ -13,7 +13,7 @@ import re
 import secrets
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -53,9 +53,7 @@ def api_token_state(*, token: ApiToken, at: dt.datetime | None = None) -> str:
     return "active"
 
 
-def api_token_create(
-    *, user: AbstractBaseUser, name: str = "", days: int | None = None
-) -> tuple[ApiToken, str]:
+def api_token_create(*, user: User, name: str = "", days: int | None = None) -> tuple[ApiToken, str]:
     """Create a token for `user` valid for `days`; return the row and the plaintext, shown only this once."""
     if days is None:
         days = settings.API_TOKEN_DAYS

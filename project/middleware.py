@@ -18,13 +18,14 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.headers.get("X-Request-ID", "")
-        request.request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]  # read by views and logs
         # Every log line of this request, and of the tasks it queues (project/celery.py), carries
         # these ids; the correlation id is the caller's X-Correlation-ID when it is sane.
         correlation = request.headers.get("X-Correlation-ID", "")
         token = log_context_bind(
-            request_id=request.request_id,
-            correlation_id=correlation if REQUEST_ID.fullmatch(correlation) else request.request_id,
+            request_id=request_id,
+            correlation_id=correlation if REQUEST_ID.fullmatch(correlation) else request_id,
         )
         try:
             response = self.get_response(request)
@@ -34,7 +35,7 @@ class RequestIdMiddleware:
         # Cleared when the response is closed, not here: Django logs 4xx/5xx responses
         # ("Not Found: ...") and gunicorn writes its access line after the middleware returns.
         response._resource_closers.append(lambda: log_context_reset(token))
-        response["X-Request-ID"] = request.request_id
+        response["X-Request-ID"] = request_id
         return response
 
 
