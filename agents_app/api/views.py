@@ -47,7 +47,6 @@ from agents_app.api.renderers import (
 from agents_app.blame import BlameRevision, blame
 from agents_app.diff import DiffSide, html_diff, revision_diff, unified_diff
 from agents_app.document import NAME_PATTERN
-from agents_app.document_edit import document_patch
 from agents_app.exceptions import AgentNotFound
 from agents_app.models import AgentCurrent, IdempotencyRecord
 from agents_app.selectors import (
@@ -560,16 +559,10 @@ class AgentApi(ApiView):
             agent = self.agent()
             data = self.validated(PatchInputSerializer, request.data)
             expected = self.expected_version(body_version=data.get("expected_version"), required=True)
-            frontmatter = data.get("frontmatter", {})
-            content = document_patch(
-                agent.content,
-                set_keys={key: value for key, value in frontmatter.items() if value is not None},
-                remove_keys=[key for key, value in frontmatter.items() if value is None],
-                body=data.get("body"),
-            )
-            change = services.agent_revise(
+            change = services.agent_patch(
                 agent_id=agent.agent_id,
-                content=content,
+                frontmatter=data.get("frontmatter"),
+                body=data.get("body"),
                 context=self.change_context(data["reason"]),
                 expected_version=expected,
             )
