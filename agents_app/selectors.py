@@ -178,6 +178,31 @@ def revision_pair(
     return rows[old], rows[new]
 
 
+# The columns the lists return: never `content`, `body` or `frontmatter` (up to 256 KiB each,
+# for up to 1,000 rows a page).
+LIST_COLUMNS = (
+    "id", "agent_id", "name", "revision", "status", "description", "model", "tools", "labels",
+    "sha256", "updated_by", "updated_at",
+)  # fmt: skip
+LIST_AT_COLUMNS = (
+    "id", "agent_id", "name", "revision", "description", "model", "tools", "sha256", "actor",
+    "occurred_at",
+)  # fmt: skip
+
+ListCursor = tuple[str, uuid.UUID]
+
+
+def _after(rows: QuerySet, after: ListCursor | None) -> QuerySet:
+    """Keyset pagination on (name, agent_id), the order of both lists: names repeat (an archived
+    agent and the active one holding its name, or two agents that had one name at different
+    times), so a cursor of the name alone skipped rows; the agent id, unique within a list and
+    stable across rebuilds, breaks the tie."""
+    if after is None:
+        return rows
+    name, agent_id = after
+    return rows.filter(Q(name__gt=name) | Q(name=name, agent_id__gt=agent_id))
+
+
 def agent_list(
     *,
     status: str = "active",
@@ -185,20 +210,26 @@ def agent_list(
     model: str = "",
     tool: str = "",
     label: str = "",
+    after: ListCursor | None = None,
 ) -> QuerySet[AgentCurrent]:
-    """The current view filtered: `status` is active, archived or all; `tool` matches declared tools."""
+    """The current view filtered: `status` is active, archived or all; `tool` matches declared tools.
+
+    Rows carry only LIST_COLUMNS, by (name, agent_id), after the `after` cursor."""
     rows = agents_current()
     if status != "all":
         rows = rows.filter(status=status)
     if label:
         rows = rows.filter(labels__has_key=label)
-    return _filtered(rows, q=q, model=model, tool=tool).order_by("name", "id")
+    rows = _after(_filtered(rows, q=q, model=model, tool=tool), after)
+    return rows.only(*LIST_COLUMNS).order_by("name", "agent_id")
 
 
 def agent_list_at(
-    *, at: dt.datetime, q: str = "", model: str = "", tool: str = ""
+    *, at: dt.datetime, q: str = "", model: str = "", tool: str = "", after: ListCursor | None = None
 ) -> QuerySet[AgentRevision]:
-    """The registry as it was at an instant: per agent, the revision current then (archived ones left out)."""
+    """The registry as it was at an instant: per agent, the revision current then (archived ones left out).
+
+    Rows carry only LIST_AT_COLUMNS, by (name, agent_id), after the `after` cursor."""
     revisions = agent_revisions().filter(occurred_at__lte=at)
     latest = revisions.filter(agent_id=OuterRef("agent_id")).order_by("-occurred_at", "-revision")
     archived = [
@@ -207,7 +238,8 @@ def agent_list_at(
         if event_type == agent_event_types.ARCHIVED
     ]
     rows = revisions.filter(revision=Subquery(latest.values("revision")[:1])).exclude(agent_id__in=archived)
-    return _filtered(rows, q=q, model=model, tool=tool).order_by("name", "id")
+    rows = _after(_filtered(rows, q=q, model=model, tool=tool), after)
+    return rows.only(*LIST_AT_COLUMNS).order_by("name", "agent_id")
 
 
 def _last_status_events(at: dt.datetime) -> list[tuple[uuid.UUID, str]]:

@@ -36,6 +36,7 @@ from agents_app.api.errors import (
     PreconditionRequired,
     ProblemAutoSchema,
 )
+from agents_app.api.pagination import list_cursor_decode, list_cursor_encode
 from agents_app.api.permissions import ARCHIVE, AUDIT, CHANGE, PUBLISH, VIEW, IsStaff, OperationPermission
 from agents_app.api.renderers import (
     HTMLFragmentRenderer,
@@ -403,7 +404,12 @@ class AgentsApi(ApiView):
         for name in ("q", "model", "tool", "label", "after"):
             if len(params.get(name, "")) > 200:
                 raise InvalidParameter(name, "is longer than 200 characters")
-        filters = {"q": params.get("q", ""), "model": params.get("model", ""), "tool": params.get("tool", "")}
+        filters = {
+            "q": params.get("q", ""),
+            "model": params.get("model", ""),
+            "tool": params.get("tool", ""),
+            "after": list_cursor_decode(params.get("after", "")),
+        }
         if at is not None:
             if params.get("label") or params.get("status"):
                 raise InvalidParameter("at", "cannot be combined with label or status")
@@ -413,16 +419,13 @@ class AgentsApi(ApiView):
             status = self.query_choice("status", ("active", "archived", "all"), "active")
             rows = agent_list(status=status, label=params.get("label", ""), **filters)
             serializer = out.AgentSummarySerializer
-        after = params.get("after", "")
-        if after:
-            rows = rows.filter(name__gt=after)  # names sort the list; the cursor is the last name
         page = list(rows[: limit + 1])
         more = len(page) > limit
         page = page[:limit]
         next_url = None
         if more:
             query = params.copy()
-            query["after"] = page[-1].name
+            query["after"] = list_cursor_encode(page[-1])
             next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
         return Response({"results": serializer(page, many=True).data, "next": next_url})
 
