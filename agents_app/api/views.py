@@ -967,6 +967,7 @@ class EventListApi(ApiView):
             source=params.get("source"),
             since=self.query_time("since"),
             until=self.query_time("until"),
+            omit_data_key=None if include == "content" else "content",
         )
         next_url = None
         if len(events) > limit:

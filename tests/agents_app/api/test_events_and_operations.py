@@ -5,11 +5,14 @@ import uuid
 from urllib.parse import urlencode
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agents_app import services
 from events.models import Checkpoint, Event, ProjectionRun
 from events.services import event_append
 from events.types import NewEvent
+from events.upcasting import register_upcaster, unregister_upcaster
 from tests.agents_app.api.conftest import assert_problem
 from tests.conftest import agent_text
 
@@ -417,3 +420,39 @@ def test_the_probes_answer_over_plain_http_even_when_https_is_enforced(api, no_b
     response = api.anonymous().get(path)
 
     assert response.status_code == 200, (response.status_code, response.get("Location"))
+
+
+def _event_page_select(api, url: str) -> str:
+    """The SELECT list of the query that reads the page of events."""
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(url)
+    assert response.status_code == 200, response.content
+    table = Event._meta.db_table
+    [page_query] = [q["sql"] for q in queries.captured_queries if f'FROM "{table}"' in q["sql"]]
+    return page_query.split(f' FROM "{table}"')[0]
+
+
+def test_the_events_list_leaves_content_out_at_the_database_unless_asked(api, log):
+    lean = _event_page_select(api, EVENTS)
+    whole = _event_page_select(api, f"{EVENTS}?include=content")
+
+    # Without include=content, `data` is only read through the expression that drops the key.
+    assert lean.count('"data"') == 1 and ("json_remove" in lean or "::text" in lean), lean
+    assert "json_remove" not in whole and "::text" not in whole, whole
+
+
+def test_an_event_an_upcaster_needs_whole_is_upcast_from_its_whole_data_then_listed_without_content(api, log):
+    first = log["events"][0]
+
+    # A newer shape of created events, computed from the key the list leaves out.
+    @register_upcaster(first.type, first.schema_version)
+    def _length_from_content(data):
+        return {**data, "length": len(data["content"])}
+
+    try:
+        body = api.get(f"{EVENTS}?limit=2").json()
+    finally:
+        unregister_upcaster(first.type, first.schema_version)
+
+    assert body["results"][0]["data"] == {"revision": 1, "length": len(agent_text("alpha"))}
+    assert body["results"][1]["data"] == {"revision": 2}
