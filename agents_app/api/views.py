@@ -76,6 +76,7 @@ from events.selectors import event_get, event_list, event_previous_hash, head_po
 from events.services import append_lock
 from events.tasks import projection_rebuild_task
 from events.verification import log_verification_latest
+from project.celery import TaskNotQueued, enqueue
 from project.middleware import REQUEST_ID
 
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -1055,14 +1056,25 @@ class ProjectionRebuildApi(ApiView):
     @extend_schema(
         operation_id="projections_rebuild",
         request=None,
-        responses={202: OpenApiTypes.OBJECT, 404: out.ProblemSerializer},
+        responses={202: OpenApiTypes.OBJECT, 404: out.ProblemSerializer, 503: out.ProblemSerializer},
     )
     def post(self, request: Request, name: str) -> Response:
         try:
             projection_get(name)
         except UnknownProjection:
             raise AgentNotFound(f"no projection named {name!r}") from None
-        transaction.on_commit(lambda: projection_rebuild_task.delay(name, verify=True))
+        try:
+            # After the commit and off the request: in the embedded mode too the 202 comes
+            # first, and the rebuild runs on a background thread (project.celery.enqueue).
+            enqueue(projection_rebuild_task, name, verify=True)
+        except TaskNotQueued as exc:
+            raise ApiProblem(
+                status_code=503,
+                code="queue-unavailable",
+                title="Task queue unavailable",
+                detail=f"the rebuild was not queued: {exc}; retry shortly",
+                headers={"Retry-After": "10"},
+            ) from None
         return Response(
             {"projection": name, "queued": True, "status": reverse("api:projections")}, status=202
         )
