@@ -2,7 +2,6 @@
 
 import datetime as dt
 import json
-import re
 import uuid
 
 from django.db import connection
@@ -10,13 +9,12 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from agents_app import event_types as agent_event_types
 from agents_app.exceptions import AgentNotFound, InvalidReference
+from agents_app.labels import LABEL_PATTERN
 from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.projections import CURRENT, REVISIONS
 from events.models import Checkpoint, Event
 from events.selectors import stream_of_types
 from events.types import StoredEvent
-
-LABEL_REF = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 
 
 def _live(projection: str) -> Subquery:
@@ -127,7 +125,7 @@ def parse_ref(ref: str) -> int | str | dt.datetime:
         if len(ref) > 9 or int(ref) < 1:
             raise InvalidReference(ref, "is not a revision number (1 or more)")
         return int(ref)
-    if ref == "latest" or LABEL_REF.fullmatch(ref):
+    if ref == "latest" or LABEL_PATTERN.fullmatch(ref):
         return ref
     raise InvalidReference(ref, "is not a revision number, 'latest', a label or @timestamp")
 

@@ -6,7 +6,6 @@ name reservations are decided in that same serial order.
 """
 
 import datetime as dt
-import re
 import uuid
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from django.db import connection, transaction
 from agents_app import event_types as types
 from agents_app.document import AgentDocument, parse_agent_document
 from agents_app.exceptions import AgentArchived, AgentNotFound, InvalidCommand, NameTaken, StatusUnchanged
+from agents_app.labels import LABEL_PATTERN, RESERVED_LABELS
 from agents_app.models import AgentNameClaim
 from events.exceptions import ConcurrencyConflict
 from events.selectors import (
@@ -28,8 +28,6 @@ from events.services import append_lock, event_append
 from events.types import NewEvent, StoredEvent
 
 SOURCES = frozenset({"admin", "api", "cli", "import", "git", "system"})
-LABEL_PATTERN = re.compile(r"[a-z][a-z0-9._-]{0,63}")
-RESERVED_LABELS = frozenset({"latest"})
 MAX_REASON = 2000
 MAX_ACTOR = 200
 
