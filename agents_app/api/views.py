@@ -49,6 +49,7 @@ from agents_app.blame import BlameRevision, blame
 from agents_app.diff import DiffSide, html_diff, revision_diff, unified_diff
 from agents_app.document import NAME_PATTERN
 from agents_app.exceptions import AgentNotFound
+from agents_app.labels import label_error
 from agents_app.models import AgentCurrent, IdempotencyRecord
 from agents_app.selectors import (
     agent_find_renamed,
@@ -851,13 +852,9 @@ class AgentLabelApi(ApiView):
     def _move(self, revision: int | None, reason: str) -> Response:
         agent = self.agent()
         label = self.kwargs["label"]
-        if not services.LABEL_PATTERN.fullmatch(label) or label in services.RESERVED_LABELS:
+        if (message := label_error(label)) is not None:
             # Checked here too so that the problem names the field: the service cannot know
             # the label came from the URL.
-            message = (
-                "must be lowercase letters, digits, '.', '_' or '-', starting with a letter, at most"
-                f" 64 characters, and not 'latest'; got {label!r}"
-            )
             raise ApiProblem(
                 status_code=422,
                 code="invalid-command",
