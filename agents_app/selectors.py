@@ -269,6 +269,11 @@ def _filtered(rows: QuerySet, *, q: str, model: str, tool: str) -> QuerySet:
     return rows
 
 
+def agent_ids_named(*, name: str) -> list[uuid.UUID]:
+    """Every agent that has, or ever had, this name (one indexed read of the revisions view)."""
+    return list(agent_revisions().filter(name=name).values_list("agent_id", flat=True).distinct())
+
+
 def agent_find_renamed(*, name: str) -> AgentCurrent | None:
     """The agent that was called `name` before a rename, if no agent has that name now."""
     if agents_current().filter(name=name).exists():

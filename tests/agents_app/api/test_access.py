@@ -227,7 +227,7 @@ def views_stuck(settings, monkeypatch):
     settings.PROJECTION_READ_YOUR_WRITES = False
     settings.PROJECTION_WAIT_SECONDS = 0
     monkeypatch.setattr("events.tasks.projections_catch_up.delay", lambda: None)
-    monkeypatch.setattr("agents_app.api.views.projections_wait", lambda **kwargs: False)
+    monkeypatch.setattr("agents_app.api.views.base.projections_wait", lambda **kwargs: False)
 
 
 def test_a_write_the_views_do_not_catch_up_with_is_a_503_naming_the_stored_version(
