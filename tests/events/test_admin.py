@@ -413,7 +413,7 @@ def test_the_status_page_lists_both_projections_with_their_lag(users, log):
 
 
 def test_queue_rebuild_hands_a_verified_rebuild_to_the_background_and_redirects_back_with_a_message(
-    users, log, django_capture_on_commit_callbacks, monkeypatch
+    users, log, django_capture_on_commit_callbacks, monkeypatch, background_tasks
 ):
     # The rebuild itself runs on a background thread after the commit (project.celery.enqueue),
     # which cannot see this test's uncommitted log: it is recorded here, not run (the API's
@@ -452,14 +452,15 @@ def test_queue_rebuild_hands_a_verified_rebuild_to_the_background_and_redirects_
 # autocommit as in production, so the task is published while the page still answers.
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_rebuild_button_the_broker_refuses_says_nothing_was_queued(users, monkeypatch):
+def test_a_rebuild_button_the_broker_refuses_says_nothing_was_queued(django_user_model, monkeypatch):
     def refused(*args, **kwargs):
         raise kombu.exceptions.OperationalError("Connection refused")
 
     monkeypatch.setitem(celery_app.conf, "task_always_eager", False)
     monkeypatch.setattr(events.tasks.projection_rebuild_task, "apply_async", refused)
     monkeypatch.setattr(events.tasks.events_verify_task, "apply_async", refused)
-    client = client_for(users["staff"])
+    # Not the `users` fixture: an earlier transactional test's flush took the groups it needs.
+    client = client_for(django_user_model.objects.create_user(username="staff", is_staff=True))
 
     rebuild = client.post(STATUS, {"projection": CURRENT}, follow=True)
     verify = client.post(reverse("admin:events_projectionrun_verify"), follow=True)

@@ -309,7 +309,7 @@ def test_projections_are_for_staff_only(api, users, log):
 # also empties the groups of migration 0003: the writes are a superuser's.
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_rebuild_is_accepted_with_202_and_runs_after_the_request_commits(api, users):
+def test_a_rebuild_is_accepted_with_202_and_runs_after_the_request_commits(api, users, background_tasks):
     api.as_user(users["admin"])
     api.post(AGENTS, {"content": agent_text("gamma")})
     api.put(f"{AGENTS}gamma/", {"content": agent_text("gamma", body="v2\n")}, HTTP_IF_MATCH='"1"')
@@ -333,6 +333,27 @@ def test_a_rebuild_is_accepted_with_202_and_runs_after_the_request_commits(api, 
     assert listed["agents.revisions"]["last_run"] is None
     # The rebuilt view answers reads as the old one did.
     assert api.as_user(users["admin"]).get(f"{AGENTS}gamma/").json()["labels"] == {"production": 2}
+
+
+def test_a_rebuild_is_accepted_with_202_and_its_run_and_new_generation_are_listed(api, users, log):
+    # The rebuild runs in the test (TASKS_EAGER_IN_BACKGROUND off, tests/conftest.py).
+    api.as_user(users["staff"])
+
+    response = api.post(f"{PROJECTIONS}agents.current/rebuild/")
+
+    assert response.status_code == 202, response.content
+    assert response.json() == {"projection": "agents.current", "queued": True, "status": PROJECTIONS}
+    run = ProjectionRun.objects.get()
+    assert (run.projection, run.verified, run.result) == ("agents.current", True, ProjectionRun.Result.OK)
+    assert run.events == len(log["events"]) and run.finished_at is not None
+    assert Checkpoint.objects.get(projection="agents.current", is_live=True).generation == 2
+    listed = {row["name"]: row for row in api.get(PROJECTIONS).json()["results"]}
+    assert listed["agents.current"]["generation"] == 2
+    assert listed["agents.current"]["last_run"]["result"] == "ok"
+    assert listed["agents.current"]["last_run"]["events"] == len(log["events"])
+    assert listed["agents.revisions"]["last_run"] is None
+    # The rebuilt view answers reads as the old one did.
+    assert api.as_user(users["viewer"]).get(f"{AGENTS}gamma/").json()["labels"] == {"production": 2}
 
 
 def test_rebuilding_an_unknown_projection_is_404_and_queues_nothing(api, users, log):
@@ -475,7 +496,9 @@ def test_an_event_an_upcaster_needs_whole_is_upcast_from_its_whole_data_then_lis
     assert body["results"][1]["data"] == {"revision": 2}
 
 
-def test_the_202_of_a_rebuild_comes_before_the_rebuild_runs_in_the_embedded_mode(api, users, monkeypatch):
+def test_the_202_of_a_rebuild_comes_before_the_rebuild_runs_in_the_embedded_mode(
+    api, users, monkeypatch, background_tasks
+):
     started, release, finished = threading.Event(), threading.Event(), threading.Event()
 
     def blocked_rebuild(*, name, verify, **kwargs):
