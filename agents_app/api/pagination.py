@@ -17,13 +17,13 @@ from agents_app.selectors import ListCursor
 CURSOR_PARAMETER = "after"
 
 
-def list_cursor_encode(row) -> str:
+def next_page_token(row) -> str:
     """The cursor after `row` (an AgentCurrent or AgentRevision row of a list)."""
     raw = f"{row.name}/{row.agent_id.hex}".encode("ascii")  # names are ASCII (NAME_PATTERN)
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def list_cursor_decode(cursor: str) -> ListCursor | None:
+def page_token_parse(cursor: str) -> ListCursor | None:
     """The (name, agent id) a cursor holds; None for no cursor; InvalidParameter if it is not one."""
     if not cursor:
         return None

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from agents_app import services
 from agents_app.api import serializers as out
 from agents_app.api.errors import InvalidParameter
-from agents_app.api.pagination import list_cursor_decode, list_cursor_encode
+from agents_app.api.pagination import next_page_token, page_token_parse
 from agents_app.api.permissions import ARCHIVE, CHANGE, VIEW
 from agents_app.api.renderers import MarkdownParser, MarkdownRenderer
 from agents_app.api.views.base import DEFAULT_PAGE, MAX_PAGE, ApiView
@@ -69,7 +69,7 @@ class AgentsApi(ApiView):
             "q": params.get("q", ""),
             "model": params.get("model", ""),
             "tool": params.get("tool", ""),
-            "after": list_cursor_decode(params.get("after", "")),
+            "after": page_token_parse(params.get("after", "")),
         }
         if at is not None:
             if params.get("label") or params.get("status"):
@@ -86,7 +86,7 @@ class AgentsApi(ApiView):
         next_url = None
         if more:
             query = params.copy()
-            query["after"] = list_cursor_encode(page[-1])
+            query["after"] = next_page_token(page[-1])
             next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
         return Response({"results": serializer(page, many=True).data, "next": next_url})
 
