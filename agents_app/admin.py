@@ -23,7 +23,9 @@ from django.urls import path, reverse
 from agents_app import services
 from agents_app.diff import DiffSide, html_diff, revision_diff
 from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand
+from agents_app.labels import label_error
 from agents_app.models import AgentCurrent, ApiToken
+from agents_app.permissions import ARCHIVE, CHANGE, MANAGE_TOKENS, PUBLISH, VIEW
 from agents_app.selectors import agents_current, changes_since, label_moves_page, revision_get, revision_list
 from agents_app.tokens import MAX_DAYS, MIN_DAYS, api_token_create, api_token_revoke, api_token_state
 from events.exceptions import ConcurrencyConflict
@@ -32,10 +34,6 @@ admin.site.site_header = "agent-registry"
 admin.site.site_title = "agent-registry"
 admin.site.index_title = "Agents, their history and the event log"
 
-VIEW = "agents_app.view_agent"
-CHANGE = "agents_app.change_agent"
-ARCHIVE = "agents_app.archive_agent"
-PUBLISH = "agents_app.publish_agent"
 EDITOR_ROWS = 30
 # Changes listed on the conflict page; the rest are counted.
 CONFLICT_CHANGES = 20
@@ -44,7 +42,26 @@ CONFLICT_CHANGES = 20
 # ------------------------------------------------------------------------------
 # Agents
 # ------------------------------------------------------------------------------
-class AgentFileForm(forms.Form):
+class OpenedVersionForm(forms.Form):
+    """A form that carries the (stream version, revision) of the agent its page was rendered
+    with, signed so that it cannot be forged: the command is then checked against what the
+    user saw, not against what the agent is when the POST arrives (a revert confirmed on a
+    stale diff, an archive of an agent someone has just changed, went through otherwise)."""
+
+    opened = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def opened_version(self, agent_id: uuid.UUID) -> tuple[int, int]:
+        """(stream version, revision) the page was rendered at; a forged value is refused."""
+        try:
+            version, revision = signing.loads(self.cleaned_data["opened"], salt=f"agent-edit:{agent_id}")
+        except (signing.BadSignature, ValueError, TypeError):
+            raise forms.ValidationError(
+                "The form is damaged; reload the page and make your change again."
+            ) from None
+        return int(version), int(revision)
+
+
+class AgentFileForm(OpenedVersionForm):
     """The raw file, the reason, and the version the editor opened (signed, so it cannot be forged)."""
 
     content = forms.CharField(
@@ -57,7 +74,6 @@ class AgentFileForm(forms.Form):
         widget=forms.TextInput(attrs={"size": 80}),
         help_text="Why you make this change: it is kept with the revision for everyone to see.",
     )
-    opened = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def content_for(self, existing: str | None) -> str:
         """The submitted file with the line endings the agent already uses.
@@ -70,22 +86,12 @@ class AgentFileForm(forms.Form):
             content = content.replace("\n", "\r\n")
         return content
 
-    def opened_version(self, agent_id: uuid.UUID) -> tuple[int, int]:
-        """(stream version, revision) the form was opened at; a forged value is refused."""
-        try:
-            version, revision = signing.loads(self.cleaned_data["opened"], salt=f"agent-edit:{agent_id}")
-        except (signing.BadSignature, ValueError, TypeError):
-            raise forms.ValidationError(
-                "The form is damaged; reload the page and make your change again."
-            ) from None
-        return int(version), int(revision)
-
 
 def opened_token(agent: AgentCurrent) -> str:
     return signing.dumps([agent.stream_version, agent.revision], salt=f"agent-edit:{agent.agent_id}")
 
 
-class ReasonForm(forms.Form):
+class ReasonForm(OpenedVersionForm):
     reason = forms.CharField(
         max_length=services.MAX_REASON,
         widget=forms.TextInput(attrs={"size": 80}),
@@ -93,9 +99,8 @@ class ReasonForm(forms.Form):
     )
 
 
-class LabelForm(forms.Form):
-    label = forms.RegexField(
-        regex=services.LABEL_PATTERN.pattern + r"\Z",
+class LabelForm(OpenedVersionForm):
+    label = forms.CharField(
         max_length=64,
         help_text="e.g. production or staging: lowercase letters, digits, '.', '_' or '-'.",
     )
@@ -105,6 +110,12 @@ class LabelForm(forms.Form):
     reason = forms.CharField(
         max_length=services.MAX_REASON, required=False, widget=forms.TextInput(attrs={"size": 80})
     )
+
+    def clean_label(self) -> str:
+        label = self.cleaned_data["label"]
+        if (problem := label_error(label)) is not None:
+            raise forms.ValidationError(f"The label {problem}.")
+        return label
 
 
 def _apply_problems(form: forms.Form, exc: AgentError) -> None:
@@ -448,27 +459,36 @@ class AgentAdmin(admin.ModelAdmin):
         return response
 
     def _confirm(self, request, agent, *, title: str, question: str, action, allowed: bool, **extra):
+        """A confirmation page: `action(context, expected_version)` runs on POST, checked against
+        the version the page was rendered with (OpenedVersionForm), never the one at POST time."""
         if not allowed:
             raise PermissionDenied
-        form = ReasonForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                change = action(_with_reason(self._context_for(request), form.cleaned_data["reason"]))
-            except ConcurrencyConflict:
-                form.add_error(
-                    None, "Someone changed this agent meanwhile: look at its history, then try again."
-                )
-            except AgentError as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, f"{title}: done ({change.name}, revision {change.revision}).")
-                return HttpResponseRedirect(
-                    reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id])
-                )
+        conflict = None
+        if request.method == "POST":
+            form = ReasonForm(request.POST)
+            if form.is_valid():
+                try:
+                    version, revision = form.opened_version(agent.agent_id)
+                    context = _with_reason(self._context_for(request), form.cleaned_data["reason"])
+                    change = action(context, version)
+                except forms.ValidationError as exc:
+                    form.add_error(None, exc)
+                except ConcurrencyConflict:
+                    conflict = _conflict(agent_id=agent.agent_id, opened=(version, revision))
+                    form = _reopened(ReasonForm, request, conflict["agent"])
+                except AgentError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    messages.success(request, f"{title}: done ({change.name}, revision {change.revision}).")
+                    return HttpResponseRedirect(
+                        reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id])
+                    )
+        else:
+            form = ReasonForm(initial={"opened": opened_token(agent)})
         return TemplateResponse(
             request,
             "admin/agents_app/agentcurrent/confirm.html",
-            self._context(request, agent, title, form=form, question=question, **extra),
+            self._context(request, agent, title, form=form, question=question, conflict=conflict, **extra),
         )
 
     def revert_view(self, request, agent_id, revision):
@@ -484,11 +504,8 @@ class AgentAdmin(admin.ModelAdmin):
             title=f"Revert {agent.name} to revision {revision}",
             question=f"Store the content of revision {revision} as a new revision {agent.revision + 1}?",
             allowed=self.has_change_permission(request) and agent.status == "active",
-            action=lambda context: services.agent_revert(
-                agent_id=agent.agent_id,
-                to_revision=revision,
-                context=context,
-                expected_version=agent.stream_version,
+            action=lambda context, version: services.agent_revert(
+                agent_id=agent.agent_id, to_revision=revision, context=context, expected_version=version
             ),
             diff_html=html_diff(old=DiffSide.from_revision(current), new=DiffSide.from_revision(target)),
         )
@@ -502,8 +519,8 @@ class AgentAdmin(admin.ModelAdmin):
             question="Archive this agent? It keeps its history, leaves the list of active agents, and its "
             "name becomes free. You can restore it later.",
             allowed=request.user.has_perm(ARCHIVE) and agent.status == "active",
-            action=lambda context: services.agent_archive(
-                agent_id=agent.agent_id, context=context, expected_version=agent.stream_version
+            action=lambda context, version: services.agent_archive(
+                agent_id=agent.agent_id, context=context, expected_version=version
             ),
         )
 
@@ -515,8 +532,8 @@ class AgentAdmin(admin.ModelAdmin):
             title=f"Restore {agent.name}",
             question="Restore this agent? It comes back under its name, if no other active agent took it.",
             allowed=request.user.has_perm(ARCHIVE) and agent.status == "archived",
-            action=lambda context: services.agent_restore(
-                agent_id=agent.agent_id, context=context, expected_version=agent.stream_version
+            action=lambda context, version: services.agent_restore(
+                agent_id=agent.agent_id, context=context, expected_version=version
             ),
         )
 
@@ -524,19 +541,29 @@ class AgentAdmin(admin.ModelAdmin):
         agent = self._agent(request, agent_id)
         if request.method == "POST" and not request.user.has_perm(PUBLISH):
             raise PermissionDenied
-        form = LabelForm(request.POST or None, initial={"revision": agent.revision})
+        conflict = None
+        form = LabelForm(
+            request.POST or None, initial={"revision": agent.revision, "opened": opened_token(agent)}
+        )
         if request.method == "POST" and form.is_valid():
             revision = form.cleaned_data["revision"] or None
             try:
+                # Checked against the version the page showed (its label table and revision),
+                # not the one at POST time: see OpenedVersionForm.
+                version, opened_revision = form.opened_version(agent.agent_id)
                 services.agent_label_move(
                     agent_id=agent.agent_id,
                     label=form.cleaned_data["label"],
                     revision=revision,
                     context=_with_reason(self._context_for(request), form.cleaned_data["reason"]),
-                    expected_version=agent.stream_version,
+                    expected_version=version,
                 )
+            except forms.ValidationError as exc:
+                form.add_error(None, exc)
             except ConcurrencyConflict:
-                form.add_error(None, "Someone changed this agent meanwhile: reload and try again.")
+                conflict = _conflict(agent_id=agent.agent_id, opened=(version, opened_revision))
+                agent = conflict["agent"]
+                form = _reopened(LabelForm, request, agent)
             except (AgentError, InvalidCommand) as exc:
                 form.add_error(None, str(exc))
             else:
@@ -567,8 +594,19 @@ class AgentAdmin(admin.ModelAdmin):
                 moves=page.moves,
                 older_before=page.older_before,
                 paged=before is not None,
+                conflict=conflict,
             ),
         )
+
+
+def _reopened(form_class: type[OpenedVersionForm], request, agent: AgentCurrent) -> OpenedVersionForm:
+    """The submitted form again, now carrying the version the conflict page shows: submitting
+    it once more is a deliberate decision about the agent as it is now."""
+    data = request.POST.copy()
+    data["opened"] = opened_token(agent)
+    form = form_class(data)
+    form.is_valid()
+    return form
 
 
 def _with_reason(context: services.ChangeContext, reason: str) -> services.ChangeContext:
@@ -679,7 +717,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     def has_revoke_permission(self, request):
-        return request.user.has_perm("agents_app.change_apitoken")
+        return request.user.has_perm(MANAGE_TOKENS)
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import json
-import re
 import uuid
 from dataclasses import dataclass
 
@@ -11,18 +10,17 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from agents_app import event_types as agent_event_types
 from agents_app.exceptions import AgentNotFound, InvalidReference
+from agents_app.labels import LABEL_PATTERN
 from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.projections import CURRENT, REVISIONS
 from events.models import Checkpoint, Event
 from events.selectors import stream_headers, stream_of_types, stream_page
 from events.types import StoredEvent
 
-LABEL_REF = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 # "Current at time T" is the newest by business time (`occurred_at`, e.g. a git commit date),
 # ties broken by revision: commit dates need not grow with the stream. Used by revision_at
 # (one agent) and registry_at (all of them); archive state follows the same rule.
 AS_OF_ORDER = ("-occurred_at", "-revision")
-
 
 def _live(projection: str) -> Subquery:
     return Subquery(Checkpoint.objects.filter(projection=projection, is_live=True).values("generation")[:1])
@@ -147,7 +145,7 @@ def parse_ref(ref: str) -> int | str | dt.datetime:
         if len(ref) > 9 or int(ref) < 1:
             raise InvalidReference(ref, "is not a revision number (1 or more)")
         return int(ref)
-    if ref == "latest" or LABEL_REF.fullmatch(ref):
+    if ref == "latest" or LABEL_PATTERN.fullmatch(ref):
         return ref
     raise InvalidReference(ref, "is not a revision number, 'latest', a label or @timestamp")
 
@@ -198,6 +196,31 @@ def revision_pair(
     return rows[old], rows[new]
 
 
+# The columns the lists return: never `content`, `body` or `frontmatter` (up to 256 KiB each,
+# for up to 1,000 rows a page).
+LIST_COLUMNS = (
+    "id", "agent_id", "name", "revision", "status", "description", "model", "tools", "labels",
+    "sha256", "updated_by", "updated_at",
+)  # fmt: skip
+LIST_AT_COLUMNS = (
+    "id", "agent_id", "name", "revision", "description", "model", "tools", "sha256", "actor",
+    "occurred_at",
+)  # fmt: skip
+
+ListCursor = tuple[str, uuid.UUID]
+
+
+def _after(rows: QuerySet, after: ListCursor | None) -> QuerySet:
+    """Keyset pagination on (name, agent_id), the order of both lists: names repeat (an archived
+    agent and the active one holding its name, or two agents that had one name at different
+    times), so a cursor of the name alone skipped rows; the agent id, unique within a list and
+    stable across rebuilds, breaks the tie."""
+    if after is None:
+        return rows
+    name, agent_id = after
+    return rows.filter(Q(name__gt=name) | Q(name=name, agent_id__gt=agent_id))
+
+
 def agent_list(
     *,
     status: str = "active",
@@ -205,14 +228,18 @@ def agent_list(
     model: str = "",
     tool: str = "",
     label: str = "",
+    after: ListCursor | None = None,
 ) -> QuerySet[AgentCurrent]:
-    """The current view filtered: `status` is active, archived or all; `tool` matches declared tools."""
+    """The current view filtered: `status` is active, archived or all; `tool` matches declared tools.
+
+    Rows carry only LIST_COLUMNS, by (name, agent_id), after the `after` cursor."""
     rows = agents_current()
     if status != "all":
         rows = rows.filter(status=status)
     if label:
         rows = rows.filter(labels__has_key=label)
-    return _filtered(rows, q=q, model=model, tool=tool).order_by("name", "id")
+    rows = _after(_filtered(rows, q=q, model=model, tool=tool), after)
+    return rows.only(*LIST_COLUMNS).order_by("name", "agent_id")
 
 
 @dataclass(frozen=True)
@@ -250,10 +277,13 @@ def registry_at(*, at: dt.datetime, q: str = "", model: str = "", tool: str = ""
 
 
 def agent_list_at(
-    *, at: dt.datetime, q: str = "", model: str = "", tool: str = ""
+    *, at: dt.datetime, q: str = "", model: str = "", tool: str = "", after: ListCursor | None = None
 ) -> QuerySet[AgentRevision]:
-    """The agents that were active at an instant, each at the revision current then (REST `?at=`)."""
-    return registry_at(at=at, q=q, model=model, tool=tool).active()
+    """The agents that were active at an instant, each at the revision current then (REST `?at=`).
+
+    Rows carry only LIST_AT_COLUMNS, by (name, agent_id), after the `after` cursor."""
+    rows = _after(registry_at(at=at, q=q, model=model, tool=tool).active(), after)
+    return rows.only(*LIST_AT_COLUMNS).order_by("name", "agent_id")
 
 
 def _last_status_events(at: dt.datetime) -> list[tuple[uuid.UUID, str]]:
@@ -283,6 +313,11 @@ def _filtered(rows: QuerySet, *, q: str, model: str, tool: str) -> QuerySet:
         # alike (jsonb `?` / `contains` are PostgreSQL-only).
         rows = rows.filter(tools__icontains=json.dumps(tool))
     return rows
+
+
+def agent_ids_named(*, name: str) -> list[uuid.UUID]:
+    """Every agent that has, or ever had, this name (one indexed read of the revisions view)."""
+    return list(agent_revisions().filter(name=name).values_list("agent_id", flat=True).distinct())
 
 
 def agent_find_renamed(*, name: str) -> AgentCurrent | None:

@@ -7,7 +7,6 @@ name reservations are decided in that same serial order.
 
 import datetime as dt
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from agents_app import event_types as types
 from agents_app import selectors
 from agents_app.document import AgentDocument, parse_agent_document
 from agents_app.exceptions import AgentArchived, AgentNotFound, InvalidCommand, NameTaken, StatusUnchanged
+from agents_app.labels import LABEL_PATTERN, RESERVED_LABELS
 from agents_app.models import AgentNameClaim
 from events.exceptions import ConcurrencyConflict
 from events.selectors import (
@@ -31,8 +31,6 @@ from events.services import append_lock, event_append
 from events.types import NewEvent, StoredEvent
 
 SOURCES = frozenset({"admin", "api", "cli", "import", "git", "system"})
-LABEL_PATTERN = re.compile(r"[a-z][a-z0-9._-]{0,63}")
-RESERVED_LABELS = frozenset({"latest"})
 MAX_REASON = 2000
 MAX_ACTOR = 200
 
@@ -415,3 +413,54 @@ def agent_label_move(
             return _unchanged(state)
         event = NewEvent(type=types.LABEL_MOVED, data={"label": label, "revision": revision})
         return _append(state, event, metadata)
+
+
+# ----------------------------------------------------------------------------------------------
+# PATCH: a merge patch applied to the write model (issue 13, defect 1). Its imports are here,
+# not at the top, only to keep this block apart from concurrent edits of the rest of the file.
+# ----------------------------------------------------------------------------------------------
+from collections.abc import Mapping  # noqa: E402
+from typing import Any  # noqa: E402
+
+from agents_app.document_edit import document_patch  # noqa: E402
+
+
+def agent_patch(
+    *,
+    agent_id: uuid.UUID,
+    frontmatter: Mapping[str, Any] | None = None,
+    body: str | None = None,
+    context: ChangeContext,
+    expected_version: int | None = None,
+) -> AgentChange:
+    """Change some frontmatter keys (JSON merge patch: None removes a key) and/or the body.
+
+    The patch is applied to the content read from the stream under the append lock, never to
+    a view's copy: a view may lag behind the log, and a patch applied to its older content
+    would store that content plus the patch, silently undoing the revisions in between (a lost
+    update) although the version check against the log passes. Every byte the patch does not
+    name is kept (document_edit.document_patch).
+    """
+    frontmatter = dict(frontmatter or {})
+    context.metadata()
+    with transaction.atomic():
+        # The lock first: the content patched below is then the stream's newest, and nothing
+        # can be appended between reading it and appending the result.
+        append_lock()
+        state = _load(agent_id)
+        _check_version(state, expected_version)
+        if state.archived:
+            raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
+        content = document_patch(
+            state.content,
+            set_keys={key: value for key, value in frontmatter.items() if value is not None},
+            remove_keys=[key for key, value in frontmatter.items() if value is None],
+            body=body,
+        )
+        document = parse_agent_document(content)
+        if document.content == state.content:
+            return _unchanged(state)
+        event = NewEvent(
+            type=types.REVISED, data={"content": document.content, "revision": state.revision + 1}
+        )
+        return _new_revision(state, document, event, context)

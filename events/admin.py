@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Max, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -32,6 +32,7 @@ from events.projections import UnknownProjection, projection_get, projection_sta
 from events.selectors import head_position
 from events.tasks import events_verify_task, projection_rebuild_task
 from events.verification import log_verification_latest
+from project.celery import TaskNotQueued, enqueue
 
 # ------------------------------------------------------------------------------
 # Event log: pagination without COUNT(*)
@@ -495,17 +496,18 @@ class ProjectionRunAdmin(admin.ModelAdmin):
         if request.method != "POST":  # a GET must not start a read of the whole log
             return HttpResponseNotAllowed(["POST"])
         source = f"admin ({request.user.get_username()})"
-
-        def queue_verification() -> None:  # a named function: robust on_commit logs its __qualname__
-            events_verify_task.delay(source=source)
-
-        # robust, as for rebuilds: a broker that is down is logged, not a server error.
-        transaction.on_commit(queue_verification, robust=True)
-        self.message_user(
-            request,
-            "A verification of the event log was queued; its result shows here once it finishes.",
-            messages.SUCCESS,
-        )
+        # After commit, and in the embedded mode on a background thread, not in this request
+        # (project.celery.enqueue); a broker that is down is told, not a server error.
+        try:
+            enqueue(events_verify_task, source=source)
+        except TaskNotQueued as exc:
+            self.message_user(request, f"Nothing was queued: {exc}. Try again shortly.", messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                "A verification of the event log was queued; its result shows here once it finishes.",
+                messages.SUCCESS,
+            )
         return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_status"))
 
     def _queue_rebuild(self, request: HttpRequest) -> HttpResponse:
@@ -519,14 +521,14 @@ class ProjectionRunAdmin(admin.ModelAdmin):
             )
             return back
 
-        def queue_rebuild() -> None:  # a named function: robust on_commit logs its __qualname__
-            projection_rebuild_task.delay(name, verify=True)
-
-        # After commit, as every task is queued: a worker must not start on a request whose
-        # transaction could still roll back. robust: if the broker is down (or, running
-        # eagerly, the rebuild fails) the error is logged and the failed run is listed,
-        # instead of the operator getting a server error for a request that did its part.
-        transaction.on_commit(queue_rebuild, robust=True)
+        # After commit (a worker must not start on a request whose transaction could still roll
+        # back), and in the embedded mode on a background thread: the page answers at once and
+        # a failed rebuild shows as a failed run. A broker that is down is told, not a 500.
+        try:
+            enqueue(projection_rebuild_task, name, verify=True)
+        except TaskNotQueued as exc:
+            self.message_user(request, f"Nothing was queued: {exc}. Try again shortly.", messages.ERROR)
+            return back
         self.message_user(
             request,
             f"A rebuild of {name} (with verification) was queued; its run is listed below once it starts.",

@@ -30,6 +30,11 @@ def unregister_upcaster(event_type: str, from_version: int) -> None:
     _upcasters.pop((event_type, from_version), None)
 
 
+def upcast_pending(event_type: str, schema_version: int) -> bool:
+    """Whether data of this type and version is not in the current shape yet."""
+    return (event_type, schema_version) in _upcasters
+
+
 def upcast(event_type: str, schema_version: int, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Return (current version, data in the current shape)."""
     while (step := _upcasters.get((event_type, schema_version))) is not None:

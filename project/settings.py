@@ -255,6 +255,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+# Embedded mode (CELERY_TASK_ALWAYS_EAGER): a task a request queues (a rebuild, a verification)
+# runs on a background thread after the commit, not inside the request (project.celery.enqueue).
+# The test suite turns it off (tests/conftest.py): a thread would write outside the test's
+# transaction; the tests of enqueue itself turn it on.
+TASKS_EAGER_IN_BACKGROUND = True
 
 # ------------------------------------------------------------------------------
 # Domain

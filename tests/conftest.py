@@ -38,6 +38,20 @@ def _require_services(request):
         _missing(f"needs Redis at {TEST_REDIS_URL}")
 
 
+@pytest.fixture(autouse=True)
+def _queued_tasks_run_in_the_test(settings):
+    """Embedded-mode tasks a request queues run after the (captured) commit on the test's own
+    thread and connection: a background thread would write outside the test's transaction and
+    leave rows behind for the tests after it. Tests of project.celery.enqueue turn it back on."""
+    settings.TASKS_EAGER_IN_BACKGROUND = False
+
+
+@pytest.fixture
+def background_tasks(settings):
+    """Embedded-mode tasks run on background threads, as in production (project.celery.enqueue)."""
+    settings.TASKS_EAGER_IN_BACKGROUND = True
+
+
 @pytest.fixture
 def context() -> ChangeContext:
     return ChangeContext(actor="alice", source="cli", reason="test change")

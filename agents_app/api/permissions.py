@@ -1,16 +1,22 @@
-"""Which Django permission each API operation needs (groups in migration agents_app/0003)."""
+"""Which Django permission each API operation needs (the constants: agents_app/permissions.py)."""
 
 from rest_framework.permissions import BasePermission
 
-VIEW = "agents_app.view_agent"
-CHANGE = "agents_app.change_agent"
-ARCHIVE = "agents_app.archive_agent"
-PUBLISH = "agents_app.publish_agent"
-AUDIT = "events.view_event"
+from agents_app.permissions import ARCHIVE, AUDIT, CHANGE, PUBLISH, VIEW
+
+__all__ = ["ARCHIVE", "AUDIT", "CHANGE", "PUBLISH", "VIEW", "IsStaff", "OperationPermission"]
+
+# Methods that read what GET reads: they need GET's permission, and only these fall back to it.
+SAME_AS_GET = frozenset({"HEAD", "OPTIONS"})
 
 
 class OperationPermission(BasePermission):
-    """Checks the view's `permissions` map: HTTP method -> required Django permission."""
+    """Checks the view's `permissions` map: HTTP method -> required Django permission.
+
+    Fails closed: a method the view implements but does not map is refused, whatever the
+    caller may otherwise do (falling back to GET's permission let a viewer call a write a
+    view forgot to map).
+    """
 
     message = "you do not have permission for this operation"
 
@@ -21,9 +27,8 @@ class OperationPermission(BasePermission):
         method = request.method.lower()
         if method not in view.http_method_names or not hasattr(view, method):
             return True  # nothing to protect: dispatch answers 405 with Allow, not a misleading 403
-        required = view.permissions.get(request.method)
-        if required is None:  # e.g. HEAD/OPTIONS follow GET
-            required = view.permissions.get("GET")
+        key = "GET" if request.method in SAME_AS_GET else request.method
+        required = view.permissions.get(key)
         return bool(required) and user.has_perm(required)
 
 

@@ -190,8 +190,10 @@ def test_revert_asks_for_confirmation_and_a_reason_then_makes_a_new_revision(as_
     )
 
     confirm = browser.get(url("revert", agent.agent_id, 1))
-    no_reason = browser.post(url("revert", agent.agent_id, 1), {"reason": ""})
-    done = browser.post(url("revert", agent.agent_id, 1), {"reason": "v2 broke reviews"})
+    no_reason = browser.post(url("revert", agent.agent_id, 1), {"reason": "", "opened": opened(confirm)})
+    done = browser.post(
+        url("revert", agent.agent_id, 1), {"reason": "v2 broke reviews", "opened": opened(confirm)}
+    )
 
     assert "Store the content of revision 1 as a new revision 3" in confirm.content.decode()
     assert no_reason.status_code == 200
@@ -203,10 +205,12 @@ def test_revert_asks_for_confirmation_and_a_reason_then_makes_a_new_revision(as_
 def test_archive_and_restore_from_their_confirmation_pages(as_user, people, agent):
     browser = as_user(people["editor"])
 
-    browser.post(url("archive", agent.agent_id), {"reason": "retired"})
+    archive = browser.get(url("archive", agent.agent_id))
+    browser.post(url("archive", agent.agent_id), {"reason": "retired", "opened": opened(archive)})
     archived_list = browser.get(url("changelist"), status="archived").content.decode()
     active_list = browser.get(url("changelist")).content.decode()
-    browser.post(url("restore", agent.agent_id), {"reason": "needed again"})
+    restore = browser.get(url("restore", agent.agent_id))
+    browser.post(url("restore", agent.agent_id), {"reason": "needed again", "opened": opened(restore)})
 
     assert "reviewer" in archived_list and ">reviewer<" not in active_list
     assert agent_get(name="reviewer").status == "active"
@@ -221,8 +225,10 @@ def test_labels_move_for_publishers_only(as_user, people, agent):
         url("labels", agent.agent_id), {"label": "production", "revision": 1}
     )
     publisher = as_user(people["publisher"])
+    shown = publisher.get(url("labels", agent.agent_id))
     moved = publisher.post(
-        url("labels", agent.agent_id), {"label": "production", "revision": 1, "reason": "ship"}
+        url("labels", agent.agent_id),
+        {"label": "production", "revision": 1, "reason": "ship", "opened": opened(shown)},
     )
     page = publisher.get(url("labels", agent.agent_id)).content.decode()
 
@@ -329,3 +335,108 @@ def test_the_crlf_a_browser_sends_keeps_the_files_own_line_endings(as_user, peop
 
     assert agent_get(name="lf").content == "---\nname: lf\ndescription: d\n---\nbody\n"
     assert agent_get(name="windows").content == "---\r\nname: windows\r\ndescription: d\r\n---\r\nnew\r\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Confirmation pages are checked against the version they were rendered with (issue 13,
+# defect 10): a change made between showing the page and confirming it is never overridden.
+# ---------------------------------------------------------------------------------------
+def _revise_in_between(browser, agent_id, body="Changed in between.\n") -> None:
+    page = browser.get(url("change", agent_id))
+    response = browser.post(
+        url("change", agent_id),
+        {"content": agent_text("reviewer", body=body), "reason": "in between", "opened": opened(page)},
+    )
+    assert response.status_code == 302
+
+
+def _confirm_pages(agent_id):
+    """page name -> (URL, form data, who confirms) of each confirmation page."""
+    return {
+        "revert": (url("revert", agent_id, 1), {"reason": "back to one"}, "editor"),
+        "archive": (url("archive", agent_id), {"reason": "retire"}, "editor"),
+        "labels": (
+            url("labels", agent_id),
+            {"label": "production", "revision": 1, "reason": "ship"},
+            "publisher",
+        ),
+    }
+
+
+@pytest.fixture
+def two_revisions(as_user, people, agent):
+    _revise_in_between(as_user(people["editor"]), agent.agent_id, body="Second.\n")
+    return agent_get(name="reviewer")
+
+
+@pytest.mark.parametrize("page_name", ["revert", "archive", "labels"])
+def test_a_confirmation_rendered_before_a_change_stores_nothing_and_shows_the_change(
+    as_user, people, two_revisions, page_name
+):
+    agent_id = two_revisions.agent_id
+    page_url, data, person = _confirm_pages(agent_id)[page_name]
+    browser = as_user(people[person])
+    shown = browser.get(page_url)
+    _revise_in_between(as_user(people["editor"]), agent_id)
+    stored = Event.objects.count()
+
+    browser = as_user(people[person])
+    response = browser.post(page_url, {**data, "opened": opened(shown)})
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert Event.objects.count() == stored  # nothing stored
+    assert 'id="conflict"' in body and "in between" in body and "Nothing was stored" in body
+    current = agent_get(name="reviewer")
+    assert current.body == "Changed in between.\n" and current.status == "active" and current.labels == {}
+    # The page now carries the version it shows: confirming again is a deliberate decision.
+    again = browser.post(page_url, {**data, "opened": opened(response)})
+    assert again.status_code == 302
+    assert Event.objects.count() == stored + 1
+
+
+def test_a_restore_rendered_before_a_change_stores_nothing_and_shows_the_change(as_user, people, agent):
+    editor = as_user(people["editor"])
+    archive = editor.get(url("archive", agent.agent_id))
+    editor.post(url("archive", agent.agent_id), {"reason": "retire", "opened": opened(archive)})
+    shown = editor.get(url("restore", agent.agent_id))
+    restore = editor.get(url("restore", agent.agent_id))
+    editor.post(url("restore", agent.agent_id), {"reason": "back", "opened": opened(restore)})
+    archive = editor.get(url("archive", agent.agent_id))
+    editor.post(url("archive", agent.agent_id), {"reason": "retired in between", "opened": opened(archive)})
+    stored = Event.objects.count()
+
+    response = editor.post(url("restore", agent.agent_id), {"reason": "stale", "opened": opened(shown)})
+
+    assert response.status_code == 200
+    assert Event.objects.count() == stored
+    assert 'id="conflict"' in response.content.decode()
+    assert "retired in between" in response.content.decode()
+
+
+@pytest.mark.parametrize("page_name", ["revert", "archive", "labels"])
+@pytest.mark.parametrize(
+    "token", ["", "forged", "WzEsMV0:forged:signature"], ids=["missing", "junk", "bad-signature"]
+)
+def test_a_confirmation_with_a_tampered_version_is_refused(as_user, people, two_revisions, page_name, token):
+    page_url, data, person = _confirm_pages(two_revisions.agent_id)[page_name]
+    stored = Event.objects.count()
+
+    response = as_user(people[person]).post(page_url, {**data, "opened": token})
+
+    assert response.status_code == 200
+    assert "The form is damaged" in response.content.decode()
+    assert Event.objects.count() == stored
+
+
+def test_a_confirmation_signed_for_another_agent_is_refused(as_user, people, two_revisions):
+    editor = as_user(people["editor"])
+    editor.post(url("add"), {"content": agent_text("other"), "reason": "r"})
+    other = agent_get(name="other")
+    other_token = opened(editor.get(url("archive", other.agent_id)))
+    stored = Event.objects.count()
+
+    response = editor.post(url("archive", two_revisions.agent_id), {"reason": "r", "opened": other_token})
+
+    assert "The form is damaged" in response.content.decode()
+    assert Event.objects.count() == stored

@@ -1,9 +1,13 @@
 """Who may do what over HTTP: authentication, permissions by role, throttling, CORS, idempotency."""
 
 import pytest
+from rest_framework.response import Response
+from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.throttling import SimpleRateThrottle
 
+from agents_app.api.views import ApiView
 from agents_app.models import IdempotencyRecord
+from agents_app.permissions import VIEW
 from agents_app.tokens import api_token_create, api_token_revoke
 from events.models import Event
 from tests.agents_app.api.conftest import assert_problem
@@ -223,7 +227,7 @@ def views_stuck(settings, monkeypatch):
     settings.PROJECTION_READ_YOUR_WRITES = False
     settings.PROJECTION_WAIT_SECONDS = 0
     monkeypatch.setattr("events.tasks.projections_catch_up.delay", lambda: None)
-    monkeypatch.setattr("agents_app.api.views.projections_wait", lambda **kwargs: False)
+    monkeypatch.setattr("agents_app.api.views.base.projections_wait", lambda **kwargs: False)
 
 
 def test_a_write_the_views_do_not_catch_up_with_is_a_503_naming_the_stored_version(
@@ -257,3 +261,31 @@ def test_an_idempotent_write_the_views_do_not_catch_up_with_stores_nothing_and_c
     monkeypatch.undo()  # the views move again: the retry with the same key goes through
     assert send().status_code == 200
     assert Event.objects.count() == 2
+
+
+class _ForgotToMapPost(ApiView):
+    """A view that implements POST and DELETE but maps a permission for GET only."""
+
+    permissions = {"GET": VIEW}
+
+    def get(self, request):
+        return Response({"read": True})
+
+    def post(self, request):
+        return Response({"written": True})
+
+    def delete(self, request):
+        return Response({"deleted": True})
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [("get", 200), ("head", 200), ("options", 200), ("post", 403), ("delete", 403), ("put", 405)],
+)
+def test_a_method_the_view_implements_but_does_not_map_is_refused(users, method, status):
+    request = getattr(APIRequestFactory(), method)("/anything/")
+    force_authenticate(request, user=users["admin"])  # a superuser: every permission, still refused
+
+    response = _ForgotToMapPost.as_view()(request)
+
+    assert response.status_code == status, response.data
