@@ -66,9 +66,8 @@ from agents_app.selectors import (
 )
 from events.exceptions import ConcurrencyConflict
 from events.models import ProjectionRun
-from events.projections import (
-    UnknownProjection,
-    projection_get,
+from events.projections import UnknownProjection, projection_get
+from events.runner import (
     projection_status_list,
     projections_wait,
 )
@@ -1031,6 +1030,8 @@ class ProjectionListApi(ApiView):
                     "head_position": status.head,
                     "lag_events": status.lag_events,
                     "lag_seconds": status.lag_seconds,
+                    "failed_position": status.failed_position,
+                    "failed_error": status.failed_error or None,
                     "last_run": _run_payload(status.last_run),
                 }
             )

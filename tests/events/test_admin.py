@@ -14,7 +14,7 @@ from agents_app.projections import CURRENT, REVISIONS
 from agents_app.services import ChangeContext, agent_create, agent_revise
 from events.admin import EventLogPaginator
 from events.models import Event, ProjectionRun
-from events.projections import live_checkpoint
+from events.runner import live_checkpoint
 from tests.conftest import agent_text
 
 pytestmark = pytest.mark.django_db

@@ -46,7 +46,7 @@ import os
 import events.tasks
 from agents_app import event_types
 from agents_app.services import ChangeContext, agent_create
-from events.projections import projections_catch_up_all
+from events.runner import projections_catch_up_all
 from events.services import event_append
 from events.types import NewEvent
 
