@@ -116,9 +116,11 @@ def projection_catch_up(
     generation: int | None = None,
     batch_size: int | None = None,
     up_to: int | None = None,
+    max_events: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int | None:
-    """Apply every event after the checkpoint; return how many, or None if another runner holds it.
+    """Apply every event after the checkpoint (up to position `up_to`, at most `max_events`);
+    return how many, or None if another runner holds it.
 
     Each batch is one transaction that locks the checkpoint row with SKIP LOCKED: without
     the lock two runners could read the same checkpoint, apply the same batch twice and
@@ -147,6 +149,10 @@ def projection_catch_up(
                 if checkpoint is None:
                     return None if applied == 0 else applied
                 size = 1 if one_by_one else batch_size
+                if max_events is not None:
+                    size = min(size, max_events - applied)
+                    if size <= 0:
+                        return applied
                 batch = next(events_after(position=checkpoint.position, batch_size=size, up_to=up_to), None)
                 if batch is None:
                     return applied
@@ -198,7 +204,7 @@ def projections_wait(*, position: int, timeout: float | None = None) -> bool:
     reached = True
     with store_errors():
         for name in projection_names():
-            while (checkpoint := live_checkpoint(name)).position < position:
+            while live_checkpoint(name).position < position:
                 if budget <= 0:
                     logger.warning(
                         "projection %s is too far behind position %s to catch up here", name, position
@@ -206,11 +212,7 @@ def projections_wait(*, position: int, timeout: float | None = None) -> bool:
                     reached = False
                     break
                 try:
-                    count = projection_catch_up(
-                        name=name,
-                        up_to=min(position, checkpoint.position + budget),
-                        batch_size=min(settings.PROJECTION_BATCH_SIZE, budget),
-                    )
+                    count = projection_catch_up(name=name, up_to=position, max_events=budget)
                 except ProjectionFailed:
                     reached = False
                     break
@@ -336,6 +338,16 @@ def projections_after_append(*, position: int, applied: bool) -> None:
             logger.exception(
                 "the views could not be brought up to position %s here; the workers will", position
             )
+
+
+def projections_failing() -> dict[str, tuple[int, str]]:
+    """Live projections stopped on an event they could not apply: name -> (position, error)."""
+    return {
+        name: (position, error)
+        for name, position, error in Checkpoint.objects.filter(
+            is_live=True, failed_position__isnull=False, projection__in=projection_names()
+        ).values_list("projection", "failed_position", "failed_error")
+    }
 
 
 @dataclass(frozen=True)

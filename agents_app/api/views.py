@@ -35,6 +35,7 @@ from agents_app.api.errors import (
     InvalidParameter,
     PreconditionRequired,
     ProblemAutoSchema,
+    problem,
 )
 from agents_app.api.permissions import ARCHIVE, AUDIT, CHANGE, PUBLISH, VIEW, IsStaff, OperationPermission
 from agents_app.api.renderers import (
@@ -69,6 +70,7 @@ from events.models import ProjectionRun
 from events.projections import UnknownProjection, projection_get
 from events.runner import (
     projection_status_list,
+    projections_failing,
     projections_wait,
 )
 from events.selectors import event_get, event_list, event_previous_hash, head_position, stream_last
@@ -278,18 +280,38 @@ class ApiView(APIView):
                         title="Idempotency-Key reused with a different request",
                         detail="this Idempotency-Key was used for a different request; use a new key",
                     )
-                response = Response(record.body, status=record.status, headers=record.headers)
+                response = Response(
+                    record.body,
+                    status=record.status,
+                    headers=record.headers,
+                    content_type=PROBLEM_CONTENT_TYPE if record.status >= 400 else None,
+                )
                 response["Idempotent-Replayed"] = "true"
                 return response
             self.answering_inside_the_write = True
-            response = operation()
-            if 200 <= response.status_code < 300:
+            try:
+                response = operation()
+            except ApiProblem as exc:
+                if exc.code != "views-behind" or "stored_version" not in exc.extra:
+                    raise
+                # A view failed on the change (recorded on its status): the change is kept and
+                # this answer, which names the stored version, is what a retry with the key gets,
+                # so the retry stores nothing twice.
+                response = problem(
+                    status_code=exc.status_code,
+                    code=exc.code,
+                    title=exc.title,
+                    detail=str(exc.detail),
+                    headers=exc.headers,
+                    **exc.extra,
+                )
+            if 200 <= response.status_code < 300 or response.status_code == 503:
                 IdempotencyRecord.objects.create(
                     user=self.request.user,
                     key=key,
                     fingerprint=fingerprint,
                     status=response.status_code,
-                    headers={k: v for k, v in response.items() if k in ("Location", "ETag")},
+                    headers={k: v for k, v in response.items() if k in ("Location", "ETag", "Retry-After")},
                     body=response.data,
                 )
         return response
@@ -328,6 +350,23 @@ class ApiView(APIView):
         if agent is None or agent.stream_version < stream_version:
             # A 200 with the version before it would tell the client its change is not there.
             waited = settings.PROJECTION_WAIT_SECONDS
+            failing = projections_failing()
+            if failing:
+                # A view that cannot apply the change will not catch up by waiting: the change
+                # stays stored (also under an Idempotency-Key) and the answer says which view.
+                raise ApiProblem(
+                    status_code=503,
+                    code="views-behind",
+                    title="Not yet readable",
+                    detail=f"the change is stored as version {stream_version}, but "
+                    + "; ".join(
+                        f"the view {name} failed on the event at position {position} ({error})"
+                        for name, (position, error) in sorted(failing.items())
+                    )
+                    + "; operators see it at /api/v1/projections/",
+                    headers={"Retry-After": "2"},
+                    stored_version=stream_version,
+                )
             if self.answering_inside_the_write:  # the Idempotency-Key's transaction: raising rolls it back
                 detail = (
                     f"the views did not catch up with the change within {waited} s, so it was not stored;"

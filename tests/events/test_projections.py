@@ -593,7 +593,8 @@ def test_a_connection_lost_while_a_write_waits_for_the_views_reaches_the_writer(
     with pytest.raises(StoreUnavailable), django_capture_on_commit_callbacks(execute=True):
         agent_revise(agent_id=agent_id, content=agent_text("lost", body="Mine.\n"), context=context)
 
-    # Told it failed, as the store's own error, not an ORM one (the API makes it a 503), yet the event is stored: a retry with If-Match gets a 412.
+    # Told it failed, as the store's own error, not an ORM one (the API makes it a 503), yet
+    # the event is stored: a retry with If-Match gets a 412.
     assert [e.stream_version for e in Event.objects.filter(stream_id=agent_id)] == [1, 2, 3]
 
 
