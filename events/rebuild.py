@@ -56,6 +56,10 @@ REBUILD_LOCK_CLASS = 70_042_815
 COMPARE_ATTEMPTS = 50
 # A running rebuild refreshes its run's heartbeat at most this often (seconds).
 HEARTBEAT_EVERY = 5.0
+# How long a rebuild tries for the lock before it says "already running" (seconds): the
+# backend of a SIGKILLed worker lets go of it only once it notices its client is gone, which
+# is when the redelivered message's rebuild starts.
+LOCK_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -83,10 +87,15 @@ def _rebuild_lock(name: str) -> Iterator[None]:
     if connection.vendor != "postgresql":
         yield
         return
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [REBUILD_LOCK_CLASS, name])
-        if not cursor.fetchone()[0]:
-            raise RebuildAlreadyRunning(f"a rebuild of {name} is already running")
+        while True:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [REBUILD_LOCK_CLASS, name])
+            if cursor.fetchone()[0]:
+                break
+            if time.monotonic() >= deadline:
+                raise RebuildAlreadyRunning(f"a rebuild of {name} is already running")
+            time.sleep(0.1)
     try:
         yield
     finally:

@@ -247,6 +247,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # still runs; the copy finds the rebuild lock taken and exits (events/rebuild.py), and
     # the catch-up and verification are safe to run twice.
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+    # Workers look for such messages every interval x throttle seconds (kombu's default is
+    # 100 s); once a minute keeps a killed worker's task back within about 6 minutes.
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 6,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

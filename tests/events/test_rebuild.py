@@ -173,8 +173,9 @@ def test_a_rebuild_that_fails_before_the_swap_discards_only_its_own_generation(t
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.postgres
 def test_a_second_rebuild_while_one_holds_the_lock_does_nothing_and_says_already_running(
-    toys_committed, quiet
+    toys_committed, quiet, monkeypatch
 ):
+    monkeypatch.setattr("events.rebuild.LOCK_WAIT_SECONDS", 0.2)
     toy = toys_committed.tally
     _history(2, 2)
     live = live_checkpoint(toy.name)
@@ -249,6 +250,22 @@ def test_the_cleanup_removes_a_killed_rebuilds_generation_and_fails_its_run_but_
     assert toy.count(generation=live.generation) == dict.fromkeys(streams, 2)
     run = ProjectionRun.objects.get(projection=toy.name)
     assert run.result == ProjectionRun.Result.FAILED and "abandoned" in run.detail
+
+
+def test_a_task_of_a_killed_worker_is_handed_out_again_within_minutes(
+    settings,
+):
+    # Acknowledged when done, put back when the pool process dies; handed out again after
+    # the visibility timeout when the whole worker died. A duplicate delivered while the
+    # first still runs is stopped by the rebuild lock (the test above).
+    assert settings.CELERY_TASK_ACKS_LATE and settings.CELERY_TASK_REJECT_ON_WORKER_LOST
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    assert options["visibility_timeout"] <= 600
+    assert (
+        options["visibility_timeout"]
+        + options["unacked_restore_interval"] * options["unacked_restore_throttle"]
+        <= 900
+    )
 
 
 @pytest.mark.django_db
