@@ -195,9 +195,10 @@ def projections_wait(*, position: int, timeout: float | None = None) -> bool:
     The writer first catches up itself (the row lock makes that safe alongside workers);
     if a worker is applying right now it waits for it. False when `timeout` passed first,
     when a projection failed on an event up to `position` (recorded on its checkpoint),
-    or when more than PROJECTION_WAIT_MAX_EVENTS would have to be applied: the first writer
-    after an outage must not replay the whole backlog inside its request (unbounded work per
-    request); it applies that many and leaves the rest to the workers.
+    or when the projections were still behind once this call had applied
+    PROJECTION_WAIT_MAX_EVENTS events: the first writer after an outage must not replay the
+    whole backlog inside its request (unbounded work per request). Past that budget it only
+    waits (until `timeout`) for the workers to get there.
     """
     deadline = time.monotonic() + (settings.PROJECTION_WAIT_SECONDS if timeout is None else timeout)
     budget = settings.PROJECTION_WAIT_MAX_EVENTS
@@ -205,21 +206,18 @@ def projections_wait(*, position: int, timeout: float | None = None) -> bool:
     with store_errors():
         for name in projection_names():
             while live_checkpoint(name).position < position:
-                if budget <= 0:
-                    logger.warning(
-                        "projection %s is too far behind position %s to catch up here", name, position
-                    )
-                    reached = False
-                    break
-                try:
-                    count = projection_catch_up(name=name, up_to=position, max_events=budget)
-                except ProjectionFailed:
-                    reached = False
-                    break
+                count = None
+                if budget > 0:
+                    try:
+                        count = projection_catch_up(name=name, up_to=position, max_events=budget)
+                    except ProjectionFailed:
+                        reached = False
+                        break
                 if count:
                     budget -= count
                     continue
-                if time.monotonic() > deadline:  # a worker holds it (None), or nothing to read yet (0)
+                # A worker holds it (None), the budget is spent, or nothing to read yet (0).
+                if time.monotonic() > deadline:
                     logger.warning("projection %s did not reach position %s in time", name, position)
                     reached = False
                     break
