@@ -246,9 +246,7 @@ def _compare_at_one_position(
     )
 
 
-def _swap(
-    projection: Projection, *, live_pk: int, rebuilt: int, run: ProjectionRun, finish: Callable[[], None]
-) -> int:
+def _swap(projection: Projection, *, live_pk: int, rebuilt: int, finish: Callable[[], None]) -> int:
     """Make the rebuilt generation live in one short transaction; the events applied in it.
 
     Both checkpoints are locked (a worker's batch on the live one is waited for; writers
@@ -371,7 +369,6 @@ def projection_rebuild(
                     projection,
                     live_pk=live.pk,
                     rebuilt=generation,
-                    run=run,
                     finish=lambda: finished(outcome, "\n".join(differences)),
                 )
                 swapped = True
