@@ -22,6 +22,7 @@ from events.types import StoredEvent
 # (one agent) and registry_at (all of them); archive state follows the same rule.
 AS_OF_ORDER = ("-occurred_at", "-revision")
 
+
 def _live(projection: str) -> Subquery:
     return Subquery(Checkpoint.objects.filter(projection=projection, is_live=True).values("generation")[:1])
 

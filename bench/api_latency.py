@@ -135,7 +135,7 @@ def setup_data() -> tuple[str, list[int]]:
 
     from agents_app.services import ChangeContext, agent_create, agent_revise
     from agents_app.tokens import api_token_create
-    from events.projections import projections_catch_up_all
+    from events.runner import projections_catch_up_all
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_superuser(

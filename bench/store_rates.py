@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> None:
     from django.db import connection
 
     from agents_app.services import ChangeContext, agent_create, agent_revise
-    from events.projections import projection_names, projection_rebuild
+    from events.projections import projection_names
+    from events.rebuild import projection_rebuild
     from events.services import event_append
     from events.types import NewEvent
 

@@ -28,7 +28,8 @@ from django.utils.text import Truncator
 
 from events.chain import event_hash
 from events.models import Event, LogVerification, ProjectionRun
-from events.projections import UnknownProjection, projection_get, projection_status_list
+from events.projections import UnknownProjection, projection_get
+from events.runner import projection_status_list
 from events.selectors import head_position
 from events.tasks import events_verify_task, projection_rebuild_task
 from events.verification import log_verification_latest

@@ -62,6 +62,13 @@ class Checkpoint(models.Model):
     position = models.BigIntegerField(default=0, db_comment="Last event position applied to this generation.")
     is_live = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
+    failed_position = models.BigIntegerField(
+        null=True,
+        blank=True,
+        db_comment="Position of the event this generation failed to apply (null: none).",
+    )
+    failed_error = models.TextField(blank=True, db_comment="The error of that failure.")
+    failed_at = models.DateTimeField(null=True, blank=True, db_comment="When it last failed.")
 
     class Meta:
         constraints = [
@@ -91,6 +98,9 @@ class ProjectionRun(models.Model):
     verified = models.BooleanField(default=False)
     result = models.CharField(max_length=20, choices=Result.choices, default=Result.RUNNING)
     detail = models.TextField(blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of progress of a running rebuild (stale ones are failed)."
+    )
 
     class Meta:
         indexes = [models.Index(fields=["projection", "-started_at"], name="events_run_recent_idx")]

@@ -1,19 +1,32 @@
-"""Writes to the event store: `event_append` is the only way an event gets into the log."""
+"""Writes to the event store: `event_append` is the only way an event gets into the log.
 
+The store knows nothing about projections. What runs inside an append's transaction and
+after its COMMIT (the projection runner's inline apply and read-your-writes) is registered
+with `append_hooks_register` (events/apps.py), so the dependency points from the runner to
+the store, never back. Database errors leave here as events.exceptions errors.
+"""
+
+import contextlib
 import datetime as dt
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 
 from events.chain import canonical_json, event_hash
-from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
+from events.exceptions import (
+    ConcurrencyConflict,
+    EventIdReused,
+    InvalidEvent,
+    StoreBusy,
+    StoreUnavailable,
+)
 from events.models import Event
-from events.projections import projections_apply_appended
 from events.rows import rows_insert
 from events.selectors import stored_event_from_row
 from events.types import NewEvent, StoredEvent
@@ -22,6 +35,50 @@ logger = logging.getLogger(__name__)
 
 # Key of the PostgreSQL advisory lock that serialises appends (any constant unique to this app).
 APPEND_LOCK_KEY = 7_004_281_530_915
+# SQLSTATE of "lock_timeout expired" (psycopg's LockNotAvailable).
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+@dataclass(frozen=True)
+class AppendHooks:
+    """What the store calls around an append, registered by the projection runner.
+
+    `inline(events, head_before=...)` runs inside the append's transaction, under the append
+    lock, after the INSERT; it returns True when nothing is left for after the COMMIT.
+    `after_commit(position=..., applied=...)` runs after the COMMIT.
+    """
+
+    inline: Callable[..., bool]
+    after_commit: Callable[..., None]
+
+
+_hooks: AppendHooks | None = None
+
+
+def append_hooks_register(*, inline: Callable[..., bool], after_commit: Callable[..., None]) -> None:
+    """Tell the store what to run in and after each append (one registration; the last wins)."""
+    global _hooks
+    _hooks = AppendHooks(inline=inline, after_commit=after_commit)
+
+
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """Translate database errors into the store's own (events.exceptions): callers never see ORM errors.
+
+    A lost or refused connection is StoreUnavailable; an expired lock wait is StoreBusy; a
+    unique violation (only something appending without the lock can cause one) is a
+    conflict: another append took that stream version.
+    """
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            raise StoreBusy(
+                f"the append lock was not free within {settings.APPEND_LOCK_TIMEOUT_SECONDS} s; retry"
+            ) from exc
+        raise StoreUnavailable(f"the database is unavailable: {exc}") from exc
+    except InterfaceError as exc:
+        raise StoreUnavailable(f"the database connection was lost: {exc}") from exc
 
 
 def append_lock() -> dt.datetime:
@@ -41,11 +98,21 @@ def append_lock() -> dt.datetime:
     Callers that must read state and then append (services deciding on the next revision)
     take it first thing in their transaction, so what they read cannot change before they
     write and they never wait on each other in a different order (no deadlock).
+
+    The wait is bounded (APPEND_LOCK_TIMEOUT_SECONDS, PostgreSQL's lock_timeout for the
+    rest of the transaction): without it a writer queued behind a stuck transaction waits
+    for as long as that one lives, holding a web worker; with it the writer gets StoreBusy
+    (the API's 503 with Retry-After) and nothing is stored. The timeout stays set for the
+    rest of the transaction, which under this lock has nobody else's row lock to wait on
+    (the projection checkpoints are taken with SKIP LOCKED), and costs no extra round trip
+    to undo.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("append_lock() must be called inside transaction.atomic()")
-    with connection.cursor() as cursor:
+    with store_errors(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            timeout_ms = int(settings.APPEND_LOCK_TIMEOUT_SECONDS * 1000)
+            cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")  # an int: nothing to quote
             cursor.execute("SELECT pg_advisory_xact_lock(%s), clock_timestamp()", [APPEND_LOCK_KEY])
             return cursor.fetchone()[1]
         # SQLite: the IMMEDIATE transaction (settings) already holds the single write lock.
@@ -141,8 +208,9 @@ def event_append(
 
     Raises ConcurrencyConflict (nothing stored) when the stream has moved on. Appending
     events whose ids are all stored already returns those events and stores nothing, so a
-    retried request is harmless. With read-your-writes on, the live projections apply the
-    events in this same transaction when they are caught up (events.projections).
+    retried request is harmless. The registered append hooks (events.runner) run in this
+    transaction after the INSERT and after its COMMIT. Database errors come out as
+    StoreUnavailable or StoreBusy.
     """
     if not events:
         raise InvalidEvent("nothing to append")
@@ -159,34 +227,41 @@ def event_append(
         _reject_nul(new.data, "data")
     metadata, *payloads = _as_stored([metadata, *(new.data for new in events)])
 
-    with transaction.atomic():
-        recorded_at = append_lock()
-        head_before, version, previous_hash = _stream_head(stream_id)
-        if version != expected_version:
-            # A retry of an append that went through finds the stream moved on by itself.
-            already = _already_stored(stream_id, events)
-            if already is not None:
-                return already
-            raise ConcurrencyConflict(
-                stream_id=stream_id, expected_version=expected_version, actual_version=version
-            )
+    try:
+        return _append(stream_id, expected_version, events, metadata, payloads)
+    except IntegrityError as exc:
+        # The unique (stream_id, stream_version): only an append that skipped the lock can
+        # take the version between our head read and our INSERT. Nothing of ours is stored.
+        raise ConcurrencyConflict(
+            stream_id=stream_id, expected_version=expected_version, actual_version=-1
+        ) from exc
 
-        rows = []
-        for new, data in zip(events, payloads, strict=True):
-            version += 1
-            previous_hash = event_hash(
-                previous_hash=previous_hash,
-                event_id=new.event_id,
-                stream_id=stream_id,
-                stream_version=version,
-                type=new.type,
-                schema_version=new.schema_version,
-                data=data,
-                metadata=metadata,
-                recorded_at=recorded_at,
-            )
-            rows.append(
-                Event(
+
+def _append(
+    stream_id: uuid.UUID,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    metadata: dict[str, Any],
+    payloads: list[Any],
+) -> list[StoredEvent]:
+    with store_errors():
+        with transaction.atomic():
+            recorded_at = append_lock()
+            head_before, version, previous_hash = _stream_head(stream_id)
+            if version != expected_version:
+                # A retry of an append that went through finds the stream moved on by itself.
+                already = _already_stored(stream_id, events)
+                if already is not None:
+                    return already
+                raise ConcurrencyConflict(
+                    stream_id=stream_id, expected_version=expected_version, actual_version=version
+                )
+
+            rows = []
+            for new, data in zip(events, payloads, strict=True):
+                version += 1
+                previous_hash = event_hash(
+                    previous_hash=previous_hash,
                     event_id=new.event_id,
                     stream_id=stream_id,
                     stream_version=version,
@@ -195,64 +270,44 @@ def event_append(
                     data=data,
                     metadata=metadata,
                     recorded_at=recorded_at,
-                    hash=previous_hash,
                 )
-            )
-        # ON CONFLICT DO NOTHING instead of a savepoint to recover from the unique violation:
-        # the event_id of a retry sent with an expected version that is the head again (the
-        # client re-read after its first try went through), or ids used elsewhere. A row
-        # left out that way means nothing of this append may stay: raising here rolls back
-        # this block, and the unique (stream_id, stream_version), which only something
-        # appending without the lock could hit, ends the same way.
-        positions = rows_insert(rows, ignore_conflicts=True, returning="position")
-        if not positions:
-            already = _already_stored(stream_id, events)
-            if already is not None:
-                return already
-            raise ConcurrencyConflict(
-                stream_id=stream_id, expected_version=expected_version, actual_version=-1
-            )
-        if len(positions) < len(rows):
-            raise EventIdReused(
-                f"some of the event ids {[str(new.event_id) for new in events]} are stored already"
-            )
-        for row, position in zip(rows, positions, strict=True):
-            row.position = position
-        stored = [stored_event_from_row(row) for row in rows]
-        applied = settings.PROJECTION_READ_YOUR_WRITES and projections_apply_appended(
-            stored, head_before=head_before
-        )
-        last_position = stored[-1].position
-        transaction.on_commit(lambda: _after_commit(last_position, applied=applied))
-    return stored
-
-
-def _after_commit(position: int, *, applied: bool) -> None:
-    """Unless the append applied itself to every live projection: queue a catch-up for the
-    workers, then make the writer's own read see its write.
-
-    Runs after COMMIT. A broker outage only costs the queued task: the beat schedule and
-    the catch-up below cover for it. A projection that fails here is logged and left to the
-    workers: the write went through. A lost database connection is not swallowed: the caller
-    cannot read its write back, and must hear so (the API answers 503, retry-safe), rather
-    than read the version before it. When the append transaction already moved every live
-    checkpoint past its events, a task would find nothing to apply: none is queued.
-    """
-    if applied:
-        return
-    from events.projections import projections_wait
-    from events.tasks import projections_catch_up
-
-    try:
-        projections_catch_up.delay()
-    except Exception:
-        logger.warning("could not queue the projection catch-up; it will run on schedule", exc_info=True)
-    if settings.PROJECTION_READ_YOUR_WRITES:
-        try:
-            projections_wait(position=position)
-        except (OperationalError, InterfaceError):
-            raise
-        except Exception:
-            logger.exception(
-                "the views could not be brought up to position %s here; the workers will", position
-            )
+                rows.append(
+                    Event(
+                        event_id=new.event_id,
+                        stream_id=stream_id,
+                        stream_version=version,
+                        type=new.type,
+                        schema_version=new.schema_version,
+                        data=data,
+                        metadata=metadata,
+                        recorded_at=recorded_at,
+                        hash=previous_hash,
+                    )
+                )
+            # ON CONFLICT DO NOTHING instead of a savepoint to recover from the unique violation:
+            # the event_id of a retry sent with an expected version that is the head again (the
+            # client re-read after its first try went through), or ids used elsewhere. A row
+            # left out that way means nothing of this append may stay: raising here rolls back
+            # this block, and the unique (stream_id, stream_version), which only something
+            # appending without the lock could hit, ends the same way.
+            positions = rows_insert(rows, ignore_conflicts=True, returning="position")
+            if not positions:
+                already = _already_stored(stream_id, events)
+                if already is not None:
+                    return already
+                raise ConcurrencyConflict(
+                    stream_id=stream_id, expected_version=expected_version, actual_version=-1
+                )
+            if len(positions) < len(rows):
+                raise EventIdReused(
+                    f"some of the event ids {[str(new.event_id) for new in events]} are stored already"
+                )
+            for row, position in zip(rows, positions, strict=True):
+                row.position = position
+            stored = [stored_event_from_row(row) for row in rows]
+            hooks = _hooks
+            if hooks is not None:
+                applied = hooks.inline(stored, head_before=head_before)
+                last_position = stored[-1].position
+                transaction.on_commit(lambda: hooks.after_commit(position=last_position, applied=applied))
+        return stored

@@ -248,9 +248,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "max_retries": 1,
     "interval_start": 0,
     "interval_step": 0.2,
-    # Tasks are acknowledged when done (acks_late): Redis hands an unacknowledged message to
-    # another worker after this long, so it must outlast the longest task (a 6 h rebuild).
-    "visibility_timeout": 7 * 3600,
+    # Tasks are acknowledged when done (acks_late, reject_on_worker_lost): Redis hands a
+    # message that was taken but not acknowledged (its worker was SIGKILLed) to another worker
+    # after this long: minutes, not hours. A rebuild that outlasts it is redelivered while it
+    # still runs; the copy finds the rebuild lock taken and exits (events/rebuild.py), and
+    # the catch-up and verification are safe to run twice.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300),
+    # Workers look for such messages every interval x throttle seconds (kombu's default is
+    # 100 s); once a minute keeps a killed worker's task back within about 6 minutes.
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 6,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -277,6 +284,14 @@ PROJECTION_WAIT_SECONDS = env.float("PROJECTION_WAIT_SECONDS", default=10.0)
 EVENT_SEAL_SECONDS = env.int("EVENT_SEAL_SECONDS", default=30)
 EVENT_SEAL_MAX_EVENTS = env.int("EVENT_SEAL_MAX_EVENTS", default=10_000)
 EVENT_VERIFY_BATCH_SIZE = env.int("EVENT_VERIFY_BATCH_SIZE", default=2000)
+# Events one writer's request applies at most while waiting for its own (the first writer
+# after an outage would otherwise replay the whole backlog inside its request).
+PROJECTION_WAIT_MAX_EVENTS = env.int("PROJECTION_WAIT_MAX_EVENTS", default=2000)
+# A "running" rebuild run with no heartbeat for this long is failed by the cleanup task (SQLite;
+# on PostgreSQL its rebuild lock says whether it is alive).
+PROJECTION_REBUILD_STALE_SECONDS = env.int("PROJECTION_REBUILD_STALE_SECONDS", default=900)
+# How long a writer waits for the append lock before it gets 503 with Retry-After (PostgreSQL).
+APPEND_LOCK_TIMEOUT_SECONDS = env.float("APPEND_LOCK_TIMEOUT_SECONDS", default=5.0)
 
 # ------------------------------------------------------------------------------
 # Logging

@@ -25,7 +25,13 @@ from agents_app.exceptions import (
     NameTaken,
     StatusUnchanged,
 )
-from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
+from events.exceptions import (
+    ConcurrencyConflict,
+    EventIdReused,
+    InvalidEvent,
+    StoreBusy,
+    StoreUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +202,17 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             headers=headers,
         )
     request = context.get("request")
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, StoreBusy):
+        # The append lock stayed taken for APPEND_LOCK_TIMEOUT_SECONDS: nothing was stored.
+        return problem(
+            status_code=503,
+            code="store-busy",
+            title="Service Unavailable",
+            detail=f"{exc}; nothing was stored",
+            headers={"Retry-After": "2"},
+            request_id=_request_id(request),
+        )
+    if isinstance(exc, OperationalError | InterfaceError | StoreUnavailable):
         # The database went away (restart, failover, a cut connection): not a bug, and worth a
         # retry. A write may have committed just before its connection was lost, so the retry
         # must be safe: the same Idempotency-Key, or If-Match (a repeat then gets a 412).

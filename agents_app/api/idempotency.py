@@ -4,28 +4,28 @@ A write sent with a key runs inside one transaction with the record of its answe
 append lock: a retry with the same key and the same request gets the first answer again
 (`Idempotent-Replayed: true`) and stores nothing; the same key with a different request is a
 422. An error raised while answering (e.g. the views did not catch up) rolls the write back
-with the record, so a retry with the key is always safe.
+with the record, so a retry with the key is always safe. One exception: a view that FAILED on
+the change (recorded on its status) will not catch up by waiting, so the change is kept and
+its 503 answer, which names the stored version, is recorded for the key like a success.
 """
 
-import datetime as dt
 import hashlib
 import re
 from collections.abc import Callable
 
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents_app.api.errors import ApiProblem, InvalidParameter
+from agents_app.api.errors import PROBLEM_CONTENT_TYPE, ApiProblem, InvalidParameter, problem
+from agents_app.idempotency import idempotency_cutoff
 from agents_app.models import IdempotencyRecord
 from events.services import append_lock
 
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 HEADER = "Idempotency-Key"
 # Only these headers of a first answer are replayed: the others belong to that response.
-REPLAYED_HEADERS = ("Location", "ETag")
+REPLAYED_HEADERS = ("Location", "ETag", "Retry-After")
 
 
 def _fingerprint(request: Request) -> str:
@@ -54,7 +54,7 @@ def idempotent_write(
     if not IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidParameter(HEADER, "must be 1 to 255 visible ASCII characters")
     fingerprint = _fingerprint(request)
-    cutoff = timezone.now() - dt.timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
+    cutoff = idempotency_cutoff()
     with transaction.atomic():
         # Under the append lock every write is serial, so two retries racing with the same
         # key cannot both miss the record and both store the change.
@@ -70,12 +70,32 @@ def idempotent_write(
                     title="Idempotency-Key reused with a different request",
                     detail="this Idempotency-Key was used for a different request; use a new key",
                 )
-            response = Response(record.body, status=record.status, headers=record.headers)
+            response = Response(
+                record.body,
+                status=record.status,
+                headers=record.headers,
+                content_type=PROBLEM_CONTENT_TYPE if record.status >= 400 else None,
+            )
             response["Idempotent-Replayed"] = "true"
             return response
         on_start()
-        response = operation()
-        if 200 <= response.status_code < 300:
+        try:
+            response = operation()
+        except ApiProblem as exc:
+            if exc.code != "views-behind" or "stored_version" not in exc.extra:
+                raise
+            # A view failed on the change (recorded on its status): the change is kept and
+            # this answer, which names the stored version, is what a retry with the key gets,
+            # so the retry stores nothing twice.
+            response = problem(
+                status_code=exc.status_code,
+                code=exc.code,
+                title=exc.title,
+                detail=str(exc.detail),
+                headers=exc.headers,
+                **exc.extra,
+            )
+        if 200 <= response.status_code < 300 or response.status_code == 503:
             IdempotencyRecord.objects.create(
                 user=request.user,
                 key=key,

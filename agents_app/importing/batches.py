@@ -8,10 +8,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from django.conf import settings
 from django.db import transaction
 
-from events.projections import projections_wait
+from events.runner import projections_wait, read_your_writes
 from events.selectors import head_position
 from events.services import append_lock
 
@@ -60,19 +59,17 @@ def bulk_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[WriteB
     # tripled an import's time. Batches of units share one COMMIT and one catch-up of all
     # their events. The append lock is held until a batch commits, so other writers wait at
     # most about BATCH_SECONDS. A batch is stored entirely or not at all, which is what lets
-    # a re-run tell exactly which commits were imported. The setting is process-wide, which
-    # is fine in a management command's own process.
-    previous = settings.PROJECTION_READ_YOUR_WRITES
-    settings.PROJECTION_READ_YOUR_WRITES = False
+    # a re-run tell exactly which commits were imported. Read-your-writes is turned off for
+    # this thread only (the runner's context switch): an import run from a web request must
+    # not turn it off for the other requests the process serves meanwhile.
     batches = WriteBatches(on_open)
-    try:
-        batches.open()
-        yield batches
-    except BaseException as exc:
-        batches.close(exc)
-        raise
-    else:
-        batches.close()
-    finally:
-        settings.PROJECTION_READ_YOUR_WRITES = previous
+    with read_your_writes(False):
+        try:
+            batches.open()
+            yield batches
+        except BaseException as exc:
+            batches.close(exc)
+            raise
+        else:
+            batches.close()
     projections_wait(position=head_position())

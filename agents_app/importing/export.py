@@ -19,7 +19,7 @@ from agents_app.importing.outcomes import (
 )
 from agents_app.models import AgentCurrent
 from agents_app.selectors import agents_current, parse_ref, registry_at, revision_resolve
-from events.projections import projections_wait
+from events.runner import projections_wait
 from events.selectors import head_position
 
 

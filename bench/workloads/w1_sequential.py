@@ -18,7 +18,7 @@ WORKLOAD = "W1 sequential edits"
 
 
 def run(bench: Bench) -> None:
-    from events.projections import projections_catch_up_all
+    from events.runner import projections_catch_up_all
 
     edits = bench.sizes.w1_edits
     systems = bench.all()

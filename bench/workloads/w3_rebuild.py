@@ -32,7 +32,9 @@ def load(bench: Bench) -> int:
 
 
 def run(bench: Bench) -> None:
-    from events.projections import projection_names, projection_rebuild, projections_catch_up_all
+    from events.projections import projection_names
+    from events.rebuild import projection_rebuild
+    from events.runner import projections_catch_up_all
     from events.selectors import head_position
 
     events: int = 0

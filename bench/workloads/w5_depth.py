@@ -42,7 +42,7 @@ BULK_TABLES = ("events_event", "agents_app_agentrevision", "agents_app_agentcurr
 
 def _deep_agents(bench: Bench) -> tuple[dict, int]:
     """Handles of an agent with at least `w5_depth` revisions in every system."""
-    from events.projections import projections_catch_up_all
+    from events.runner import projections_catch_up_all
 
     depth = bench.sizes.w5_depth
     if bench.w1_revisions >= depth:
@@ -128,7 +128,7 @@ def _blame(agent_id, revision: int) -> dict:
 def depth_costs(bench: Bench, deep_handle, depth: int) -> None:
     """Revert and blame on the deep agent and on one of SHALLOW revisions, run for run side by side."""
     from agents_app.services import agent_revert
-    from events.projections import projections_catch_up_all
+    from events.runner import projections_catch_up_all
 
     ours = bench.ours
     shallow_handle = ours.bulk_load("w5-shallow", list(revisions("w5-shallow", SHALLOW)))
@@ -323,7 +323,8 @@ def _bulk_load(connection, events: int) -> None:
     minutes; building them afterwards takes seconds. The rebuilt indexes are compact where
     grown ones would have some slack: slightly kind to the "long log" side of W5.
     """
-    from events.projections import live_checkpoint, projection_names
+    from events.projections import projection_names
+    from events.runner import live_checkpoint
 
     for name in projection_names():
         live_checkpoint(name)  # the view rows are written to the live generation

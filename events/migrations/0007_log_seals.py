@@ -86,7 +86,7 @@ def remove_schedule(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('events', '0005_log_verification'),
+        ('events', '0006_projection_failures_and_cleanup'),
         ('django_celery_beat', '0019_alter_periodictasks_options'),
     ]
 

@@ -58,7 +58,7 @@ from agents_app.services import (
     agent_revise,
 )
 from events.exceptions import ConcurrencyConflict
-from events.projections import projection_rebuild
+from events.rebuild import projection_rebuild
 from events.selectors import events_after, head_position
 from events.verification import events_verify
 

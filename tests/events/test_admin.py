@@ -17,7 +17,8 @@ import events.tasks
 from agents_app.projections import CURRENT, REVISIONS
 from agents_app.services import ChangeContext, agent_create, agent_revise
 from events.admin import EventLogPaginator
-from events.models import Event, ProjectionRun
+from events.models import Checkpoint, Event, ProjectionRun
+from events.runner import live_checkpoint
 from project.celery import app as celery_app
 from project.celery import background_wait
 from tests.conftest import agent_text
@@ -536,3 +537,18 @@ def test_the_runs_list_is_read_only_and_links_to_the_status_page(users, as_super
         == 403
     )
     assert ProjectionRun.objects.filter(pk=run.pk).exists()
+
+
+def test_the_status_page_shows_the_event_a_projection_failed_on_and_why(users, log):
+    Checkpoint.objects.filter(pk=live_checkpoint(REVISIONS).pk).update(
+        failed_position=log["writer_created"], failed_error="ValueError: cannot parse the frontmatter"
+    )
+
+    response = client_for(users["staff"]).get(STATUS)
+
+    statuses = {status.name: status for status in response.context["statuses"]}
+    assert statuses[REVISIONS].failed_position == log["writer_created"]
+    assert statuses[CURRENT].failed_position is None
+    body = response.content.decode()
+    assert body.count("Stopped: cannot apply the event at position") == 1
+    assert "ValueError: cannot parse the frontmatter" in body

@@ -115,13 +115,13 @@ def publish_to_redis(queue: str) -> Iterator[str]:
 @pytest.fixture
 def no_inline_catch_up(settings, monkeypatch) -> list[str]:
     """Turn off read-your-writes, and record any catch-up run in this process (there must be none)."""
-    import events.projections
+    import events.runner
     import events.tasks
 
     settings.PROJECTION_READ_YOUR_WRITES = False
     calls: list[str] = []
     real_catch_up_all = events.tasks.projections_catch_up_all
-    real_wait = events.projections.projections_wait
+    real_wait = events.runner.projections_wait
 
     def catch_up_all(*args, **kwargs):
         calls.append("projections_catch_up_all")
@@ -132,7 +132,7 @@ def no_inline_catch_up(settings, monkeypatch) -> list[str]:
         return real_wait(*args, **kwargs)
 
     monkeypatch.setattr(events.tasks, "projections_catch_up_all", catch_up_all)
-    monkeypatch.setattr(events.projections, "projections_wait", wait)
+    monkeypatch.setattr(events.runner, "projections_wait", wait)
     return calls
 
 
@@ -394,7 +394,7 @@ def test_write_with_the_broker_down_succeeds_quickly_and_is_read_back(
 ):
     settings.PROJECTION_READ_YOUR_WRITES = True
     broker_url = f"redis://127.0.0.1:{_closed_port()}/0"
-    with _celery_publishing_to(broker_url, queue), caplog.at_level("WARNING", logger="events.services"):
+    with _celery_publishing_to(broker_url, queue), caplog.at_level("WARNING", logger="events.runner"):
         started = time.monotonic()
         created = agent_create(content=make_agent_text(unique_name), context=context)
         create_seconds = time.monotonic() - started

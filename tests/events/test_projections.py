@@ -28,13 +28,13 @@ from agents_app.services import (
     agent_revert,
     agent_revise,
 )
+from events.exceptions import ProjectionFailed, StoreUnavailable
 from events.models import Checkpoint, Event, ProjectionRun
-from events.projections import (
+from events.projections import projection_get, projection_names
+from events.rebuild import projection_rebuild
+from events.runner import (
     live_checkpoint,
     projection_catch_up,
-    projection_get,
-    projection_names,
-    projection_rebuild,
     projection_status_list,
     projections_catch_up_all,
 )
@@ -270,7 +270,7 @@ def test_a_crash_between_the_rows_and_the_checkpoint_loses_and_doubles_nothing(c
 
     monkeypatch.setattr(Checkpoint, "save", crash_on_checkpoint_save)
     for name in projection_names():
-        with pytest.raises(RuntimeError, match="worker killed"):
+        with pytest.raises(ProjectionFailed, match="worker killed"):
             projection_catch_up(name=name)
 
     # The batch's transaction rolled back: neither the rows nor the checkpoint moved.
@@ -535,7 +535,7 @@ def test_a_write_behind_a_lagging_view_brings_it_up_after_commit_and_queues_a_ca
 
 
 @pytest.mark.django_db
-def test_a_view_that_fails_on_a_write_does_not_fail_the_write_and_is_left_behind(
+def test_a_view_that_fails_on_a_write_does_not_fail_the_write_is_left_behind_and_the_other_view_applies_it(
     django_capture_on_commit_callbacks, context, monkeypatch, caplog
 ):
     with django_capture_on_commit_callbacks(execute=True):
@@ -547,18 +547,22 @@ def test_a_view_that_fails_on_a_write_does_not_fail_the_write_and_is_left_behind
         raise RuntimeError("a bug in a projection")
 
     monkeypatch.setattr(type(projection_get(REVISIONS)), "apply", broken)
-    monkeypatch.setattr("events.projections.projections_wait", lambda **kwargs: False)
+    monkeypatch.setattr("events.runner.projections_wait", lambda **kwargs: False)
     monkeypatch.setattr("events.tasks.projections_catch_up.delay", lambda: None)
     with django_capture_on_commit_callbacks(execute=True):
         change = agent_revise(
             agent_id=agent_id, content=agent_text("fragile", body="Two.\n"), context=context
         )
 
-    # The event is stored; both views were rolled back to the savepoint, none half-applied.
+    # The event is stored; the broken view was rolled back to its savepoint (nothing
+    # half-applied) and records the failing event; the other view applied it.
     assert [e.stream_version for e in Event.objects.filter(stream_id=agent_id)] == [1, 2]
     assert change.stream_version == 2
-    assert live_checkpoint(REVISIONS).position == live_checkpoint(CURRENT).position == before
-    assert agents_current().get(agent_id=agent_id).revision == 1
+    failed = live_checkpoint(REVISIONS)
+    assert failed.position == before
+    assert failed.failed_position == before + 1 and "a bug in a projection" in failed.failed_error
+    assert live_checkpoint(CURRENT).position == before + 1
+    assert agents_current().get(agent_id=agent_id).revision == 2
     assert not agents_current().filter(description="half-applied").exists()
     assert "projections failed on events" in caplog.text and "a bug in a projection" in caplog.text
 
@@ -585,11 +589,12 @@ def test_a_connection_lost_while_a_write_waits_for_the_views_reaches_the_writer(
     def lost(**kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr("events.projections.projections_wait", lost)
-    with pytest.raises(OperationalError), django_capture_on_commit_callbacks(execute=True):
+    monkeypatch.setattr("events.runner.projections_wait", lost)
+    with pytest.raises(StoreUnavailable), django_capture_on_commit_callbacks(execute=True):
         agent_revise(agent_id=agent_id, content=agent_text("lost", body="Mine.\n"), context=context)
 
-    # Told it failed (the API makes it a 503), yet the event is stored: a retry with If-Match gets a 412.
+    # Told it failed, as the store's own error, not an ORM one (the API makes it a 503), yet
+    # the event is stored: a retry with If-Match gets a 412.
     assert [e.stream_version for e in Event.objects.filter(stream_id=agent_id)] == [1, 2, 3]
 
 
@@ -602,7 +607,7 @@ def test_a_projection_error_while_a_write_waits_for_the_views_is_logged_and_the_
     def buggy(**kwargs):
         raise RuntimeError("a bug in a projection")
 
-    monkeypatch.setattr("events.projections.projections_wait", buggy)
+    monkeypatch.setattr("events.runner.projections_wait", buggy)
     with django_capture_on_commit_callbacks(execute=True):
         change = agent_revise(agent_id=agent_id, content=agent_text("buggy", body="Mine.\n"), context=context)
 

@@ -46,7 +46,7 @@ import os
 import events.tasks
 from agents_app import event_types
 from agents_app.services import ChangeContext, agent_create
-from events.projections import projections_catch_up_all
+from events.runner import projections_catch_up_all
 from events.services import event_append
 from events.types import NewEvent
 
@@ -146,6 +146,18 @@ def _held(stack: ReliabilityStack, projection: str, generation: int) -> dict[str
     return checkpoint
 
 
+def _runs_detail(stack: ReliabilityStack, projection: str) -> list[str]:
+    rows = stack.sql(
+        "SELECT detail FROM events_projectionrun WHERE projection = %s ORDER BY id", [projection]
+    )
+    return [row["detail"] for row in rows]
+
+
+def _rows_of_generation(stack: ReliabilityStack, projection: str, generation: int) -> int:
+    table = VIEW_TABLES[projection]
+    return stack.sql(f"SELECT count(*) AS rows FROM {table} WHERE generation = %s", [generation])[0]["rows"]
+
+
 def _queue_rebuild(stack: ReliabilityStack, projection: str) -> None:
     status, _, body = stack.http("POST", f"/api/v1/projections/{projection}/rebuild/")
     assert status == 202 and body["queued"], body
@@ -176,8 +188,10 @@ def test_a_rebuild_whose_pool_process_is_killed_is_redelivered_and_completes(mak
 
     # The worker's main process survives, sees its pool process die, and (acks_late with
     # reject_on_worker_lost) puts the message back: a new pool process runs the rebuild again.
+    # The second run finds the first run's lock free (its connection died with it), marks that
+    # run failed and removes its half-built generation before building its own.
     wait_until(
-        lambda: [run["result"] for run in _runs(stack, projection)] == ["running", "ok"],
+        lambda: [run["result"] for run in _runs(stack, projection)] == ["failed", "ok"],
         what="a second run of the rebuild succeeded",
         timeout=60,
     )
@@ -190,20 +204,18 @@ def test_a_rebuild_whose_pool_process_is_killed_is_redelivered_and_completes(mak
     received = re.findall(r"projection_rebuild_task\[([0-9a-f-]+)\] received", worker.log())
     assert len(received) == 2 and received[0] == received[1], received
 
-    # The second run built a generation of its own and swapped it in; the killed run's stays
-    # behind, half-built and never live (nothing removes it).
-    checkpoints = {c["generation"]: c for c in _checkpoints(stack, projection)}
-    assert checkpoints[generation] == {
-        "generation": generation,
-        "position": HELD_AGENT * SEED_REVISIONS,
-        "is_live": False,
-    }
-    assert [c["generation"] for c in checkpoints.values() if c["is_live"]] == [generation + 1]
-    assert live_before["generation"] not in checkpoints
+    # The second run removed the killed run's half-built generation (its number is free
+    # again), built one of its own from position 0 and swapped it in; the one it replaced is
+    # gone too: one generation is left, live, and equal to the log (below).
+    [checkpoint] = _checkpoints(stack, projection)
+    assert checkpoint["is_live"] and checkpoint["generation"] != live_before["generation"]
+    assert "abandoned" in _runs_detail(stack, projection)[0]
     _assert_log_intact_and_views_equal_it(stack)
 
 
-def test_a_rebuild_whose_whole_worker_is_killed_leaves_the_live_view_and_can_be_queued_again(make_stack):
+def test_a_rebuild_whose_whole_worker_is_killed_leaves_the_live_view_and_the_cleanup_removes_its_leftovers(
+    make_stack,
+):
     stack = make_stack()
     _seed(stack)
     _, worker = stack.boot("web", "worker", PROJECTION_BATCH_SIZE=REBUILD_BATCH_SIZE)
@@ -215,7 +227,7 @@ def test_a_rebuild_whose_whole_worker_is_killed_leaves_the_live_view_and_can_be_
         half_built = _held(stack, projection, generation)
         worker.kill_all()  # SIGKILL to the main process and its pool at once: nothing can clean up
     # The message was taken but never acknowledged: Redis keeps it aside ("unacked") and hands
-    # it out again only after the visibility timeout (7 h), not when a worker starts (below).
+    # it out again only after the visibility timeout (5 minutes), not when a worker starts (below).
     broker = stack.redis.client()
     assert broker.hlen("unacked") == 1 and broker.llen("celery") == 0
     [(tag, message)] = broker.hgetall("unacked").items()
@@ -247,22 +259,33 @@ def test_a_rebuild_whose_whole_worker_is_killed_leaves_the_live_view_and_can_be_
     assert [run["result"] for run in _runs(stack, projection)] == ["running"]
     broker.close()
 
+    # The cleanup (beat, every 5 minutes; run here directly) finds the rebuild's lock free:
+    # the run is marked failed and the half-built generation removed, rows and all. The live
+    # generation is untouched.
+    cleaned = stack.manage(
+        "shell", "-c", "from events.rebuild import projections_cleanup; print(projections_cleanup())"
+    )
+    assert f"'{projection}': [{half_built['generation']}]" in cleaned, cleaned
+    assert [run["result"] for run in _runs(stack, projection)] == ["failed"]
+    assert "abandoned" in _runs_detail(stack, projection)[0]
+    assert _rows_of_generation(stack, projection, half_built["generation"]) == 0
+    checkpoints = {c["generation"]: c for c in _checkpoints(stack, projection)}
+    assert list(checkpoints) == [live_before["generation"]]
+    assert checkpoints[live_before["generation"]]["is_live"]
+    assert stack.views_against_log() == []
+
     # An operator queues the rebuild again: it runs, swaps, and the views equal the log.
     _queue_rebuild(stack, projection)
     wait_until(
-        lambda: [run["result"] for run in _runs(stack, projection)] == ["running", "ok"],
+        lambda: [run["result"] for run in _runs(stack, projection)] == ["failed", "ok"],
         what="the re-queued rebuild succeeded",
         timeout=60,
     )
     [live] = [c for c in _checkpoints(stack, projection) if c["is_live"]]
-    assert live["generation"] > half_built["generation"]
+    assert live["generation"] != live_before["generation"]
     assert [e["stream_version"] for e in stack.events_with_request_ids({rid})[rid]] == [SEED_REVISIONS + 1]
     _assert_log_intact_and_views_equal_it(stack)
-    left = stack.sql(
-        "SELECT count(*) AS rows FROM agents_app_agentrevision WHERE generation = %s",
-        [half_built["generation"]],
-    )[0]["rows"]
-    print(f"the killed rebuild left generation {half_built['generation']} behind with {left} rows")
+    assert [c["generation"] for c in _checkpoints(stack, projection)] == [live["generation"]]
 
 
 # ------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from agents_app.selectors import agent_get
 from agents_app.services import ChangeContext, agent_archive, agent_create, agent_label_move, agent_revise
 from agents_app.tokens import PREFIX_LENGTH, api_token_create, api_token_revoke
 from events.models import Event, LogVerification, ProjectionRun
-from events.projections import projections_catch_up_all
+from events.runner import projections_catch_up_all
 from tests.conftest import agent_text
 
 pytestmark = pytest.mark.django_db

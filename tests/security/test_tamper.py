@@ -23,7 +23,7 @@ from rest_framework.test import APIClient
 
 from agents_app.services import ChangeContext, agent_create, agent_revise
 from events.models import Checkpoint, Event, LogVerification
-from events.projections import projections_catch_up_all
+from events.runner import projections_catch_up_all
 from events.services import event_append
 from events.tasks import events_verify_task
 from events.types import NewEvent

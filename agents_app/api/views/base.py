@@ -32,7 +32,7 @@ from agents_app.exceptions import AgentNotFound
 from agents_app.models import AgentCurrent
 from agents_app.selectors import agent_find_renamed, agent_get, agents_current, parse_instant
 from events.exceptions import ConcurrencyConflict
-from events.projections import projections_wait
+from events.runner import projections_failing, projections_wait
 from events.selectors import head_position, stream_last
 from project.middleware import REQUEST_ID
 
@@ -230,6 +230,23 @@ class ApiView(APIView):
         if agent is None or agent.stream_version < stream_version:
             # A 200 with the version before it would tell the client its change is not there.
             waited = settings.PROJECTION_WAIT_SECONDS
+            failing = projections_failing()
+            if failing:
+                # A view that cannot apply the change will not catch up by waiting: the change
+                # stays stored (also under an Idempotency-Key) and the answer says which view.
+                raise ApiProblem(
+                    status_code=503,
+                    code="views-behind",
+                    title="Not yet readable",
+                    detail=f"the change is stored as version {stream_version}, but "
+                    + "; ".join(
+                        f"the view {name} failed on the event at position {position} ({error})"
+                        for name, (position, error) in sorted(failing.items())
+                    )
+                    + "; operators see it at /api/v1/projections/",
+                    headers={"Retry-After": "2"},
+                    stored_version=stream_version,
+                )
             if self.answering_inside_the_write:  # the Idempotency-Key's transaction: raising rolls it back
                 detail = (
                     f"the views did not catch up with the change within {waited} s, so it was not stored;"

@@ -21,7 +21,8 @@ from agents_app.api.permissions import IsStaff
 from agents_app.api.views.base import ApiView
 from agents_app.exceptions import AgentNotFound
 from events.models import ProjectionRun
-from events.projections import UnknownProjection, projection_get, projection_status_list
+from events.projections import UnknownProjection, projection_get
+from events.runner import projection_status_list
 from events.tasks import projection_rebuild_task
 from events.verification import log_verification_latest
 from project.celery import TaskNotQueued, enqueue
@@ -44,6 +45,8 @@ class ProjectionListApi(ApiView):
                     "head_position": status.head,
                     "lag_events": status.lag_events,
                     "lag_seconds": status.lag_seconds,
+                    "failed_position": status.failed_position,
+                    "failed_error": status.failed_error or None,
                     "last_run": _run_payload(status.last_run),
                 }
             )

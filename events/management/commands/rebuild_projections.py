@@ -1,20 +1,18 @@
 """`manage.py rebuild_projections [NAME...] [--verify] [--batch-size N]`: replay the log into new views.
 
-Reads go on from the live views during the rebuild (events.projections.projection_rebuild).
+Reads go on from the live views during the rebuild (events.rebuild.projection_rebuild).
 Exit codes: 0 done, 1 `--verify` found differences (the rebuilt view replaced the old one
-anyway: it is derived from the log), 2 bad arguments such as an unknown projection name.
+anyway: it is derived from the log), or the event log failed verification (nothing was
+swapped in), or another rebuild of the projection is running; 2 bad arguments such as an
+unknown projection name.
 """
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from events.projections import (
-    RebuildResult,
-    UnknownProjection,
-    projection_get,
-    projection_names,
-    projection_rebuild,
-)
+from events.exceptions import RebuildAlreadyRunning
+from events.projections import UnknownProjection, projection_get, projection_names
+from events.rebuild import RebuildResult, projection_rebuild
 from events.selectors import head_position
 
 
@@ -46,7 +44,12 @@ class Command(BaseCommand):
 
         differences: list[str] = []
         for name in names:
-            result = self._rebuild(name, verify=verify, batch_size=batch_size)
+            try:
+                result = self._rebuild(name, verify=verify, batch_size=batch_size)
+            except RebuildAlreadyRunning as exc:
+                raise CommandError(f"{exc}; nothing was done", returncode=1) from exc
+            if result.problem:
+                raise CommandError(f"{name}: {result.problem}", returncode=1)
             rate = result.events / result.seconds if result.seconds else 0.0
             self.stdout.write(
                 f"{name}: {result.events} events in {result.seconds:.2f}s ({rate:,.0f} events/s)"

@@ -267,6 +267,8 @@ def test_staff_see_each_projection_with_its_checkpoint_and_lag(api, users, log):
             "head_position",
             "lag_events",
             "lag_seconds",
+            "failed_position",
+            "failed_error",
             "last_run",
         }
         assert (row["generation"], row["position"], row["head_position"]) == (1, head, head)
