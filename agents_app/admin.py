@@ -7,7 +7,8 @@ service, which appends events, and the projections update the view.
 
 import json
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django import forms
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.exceptions import PermissionDenied
+from django.db.models import Model
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -203,8 +205,9 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 class AgentChangeList(ChangeList):
-    def url_for_result(self, result: AgentCurrent) -> str:
+    def url_for_result(self, result: Model) -> str:
         # Rows of the view are rebuilt with new primary keys; the agent id is forever.
+        assert isinstance(result, AgentCurrent)
         return reverse("admin:agents_app_agentcurrent_change", args=[result.agent_id])
 
 
@@ -599,7 +602,10 @@ class AgentAdmin(admin.ModelAdmin):
         )
 
 
-def _reopened(form_class: type[OpenedVersionForm], request, agent: AgentCurrent) -> OpenedVersionForm:
+OpenedForm = TypeVar("OpenedForm", bound="OpenedVersionForm")
+
+
+def _reopened(form_class: type[OpenedForm], request, agent: AgentCurrent) -> OpenedForm:
     """The submitted form again, now carrying the version the conflict page shows: submitting
     it once more is a deliberate decision about the agent as it is now."""
     data = request.POST.copy()
@@ -677,7 +683,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         "revoked_at",
         "status",
     ]
-    list_display = view_fields
+    list_display: list[str | Callable[[Any], str | bool]] = [*view_fields]
     list_select_related = ["user"]
     search_fields = ["user__username", "user__email", "name", "prefix"]
     ordering = ["-created_at"]

@@ -236,17 +236,17 @@ def agent_create(
     )
     with transaction.atomic():
         append_lock()
-        if event_id is not None and (stored := event_by_id(event_id=event_id)) is not None:
-            if stored.type != types.CREATED:
-                raise InvalidCommand(f"event id {event_id} was already used for a {stored.type} event")
+        if event_id is not None and (earlier := event_by_id(event_id=event_id)) is not None:
+            if earlier.type != types.CREATED:
+                raise InvalidCommand(f"event id {event_id} was already used for a {earlier.type} event")
             # A retry of a create that went through: answer as before, store nothing.
             return AgentChange(
-                agent_id=stored.stream_id,
-                name=parse_agent_document(stored.data["content"]).name,
+                agent_id=earlier.stream_id,
+                name=parse_agent_document(earlier.data["content"]).name,
                 revision=1,
                 stream_version=1,
                 changed=False,
-                events=[stored],
+                events=[earlier],
             )
         if stream_version(stream_id=agent_id):
             raise InvalidCommand(f"an agent with id {agent_id} already exists")

@@ -76,7 +76,7 @@ class EventLogPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        events = self.object_list
+        events: QuerySet[Event] = self.object_list  # type: ignore[assignment]  # the admin passes a QuerySet
         if connection.vendor == "postgresql" and not events.query.where:
             estimate = _estimated_event_count()
             if estimate is not None and estimate >= self.estimate_from:
@@ -172,7 +172,7 @@ class MetadataFilter(_ChoiceFilter):
     """Events whose metadata has one value for `parameter_name` (actor, source)."""
 
     def choices_on_offer(self) -> list[str]:
-        return _recent_metadata_values(self.parameter_name)
+        return _recent_metadata_values(str(self.parameter_name))
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
         if not self.value():
@@ -198,7 +198,8 @@ class StreamFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         # Only the stream asked for: listing every stream would mean a DISTINCT over the log.
-        return [(self.value(), self.value())] if self.value() else []
+        stream = self.value()
+        return [(stream, stream)] if stream else []
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Event]) -> QuerySet[Event]:
         if not self.value():
@@ -279,7 +280,7 @@ class EventAdmin(admin.ModelAdmin):
         ("Payload", {"fields": ["data_json", "metadata_json"]}),
         ("Hash chain", {"fields": ["hash", "previous_hash", "chain_check"]}),
     ]
-    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+    readonly_fields = [str(field) for _, options in fieldsets for field in options["fields"]]
     # Filters are the ones above: without this list any column lookup could be put in the
     # URL (?data__content__icontains=...), a full scan of every payload on each page load.
     allowed_lookups = frozenset(
@@ -428,7 +429,7 @@ class ProjectionRunAdmin(admin.ModelAdmin):
     ]
     list_filter = ["projection", "result", "verified"]
     ordering = ["-started_at"]
-    fields = ["projection", "started_at", "finished_at", "events", "verified", "result", "detail_text"]
+    fields = ("projection", "started_at", "finished_at", "events", "verified", "result", "detail_text")
     readonly_fields = fields
     view_on_site = False
 
@@ -542,7 +543,7 @@ class ProjectionRunAdmin(admin.ModelAdmin):
 class LogVerificationAdmin(admin.ModelAdmin):
     """Every walk of the hash chains and its outcome, read-only; staff, like the projection runs."""
 
-    list_display = [
+    columns: tuple[str, ...] = (
         "started_at",
         "finished_at",
         "source",
@@ -552,11 +553,12 @@ class LogVerificationAdmin(admin.ModelAdmin):
         "seals_checked",
         "events_unsealed",
         "problem_position",
-    ]
+    )
+    list_display = columns
     list_filter = ["result"]
     ordering = ["-started_at"]
-    fields = [*list_display, "first_problem", "seal_end_position", "seal_hash"]
-    readonly_fields = fields
+    detail: tuple[str, ...] = (*columns, "first_problem", "seal_end_position", "seal_hash")
+    fields = readonly_fields = detail
     view_on_site = False
 
     def has_view_permission(self, request: HttpRequest, obj: LogVerification | None = None) -> bool:

@@ -183,6 +183,7 @@ def _compare(projection: Projection, live: int, rebuilt: int, limit: int = 200) 
     a, b = next(left, None), next(right, None)
     while (a is not None or b is not None) and len(differences) < limit:
         if b is None or (a is not None and a[0] < b[0]):
+            assert a is not None  # the loop runs while either side has a row
             differences.append(
                 f"{projection.name}: row {a[0]} is in the live view but not in the rebuilt one"
             )

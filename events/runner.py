@@ -288,13 +288,13 @@ def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -
                 checkpoint.position = head_before
                 _failure_set(checkpoint, position=events[0].position, exc=exc)
         fields += FAILURE_FIELDS
-        rows_update(checkpoints, fields=[Checkpoint._meta.get_field(f) for f in fields])
+        rows_update(checkpoints, fields=[f for f in Checkpoint._meta.concrete_fields if f.name in fields])
         return False
     if any(checkpoint.failed_position is not None for checkpoint in checkpoints):
         for checkpoint in checkpoints:
             _failure_clear(checkpoint)
         fields += FAILURE_FIELDS
-    rows_update(checkpoints, fields=[Checkpoint._meta.get_field(f) for f in fields])
+    rows_update(checkpoints, fields=[f for f in Checkpoint._meta.concrete_fields if f.name in fields])
     return len(checkpoints) == len(names)
 
 
@@ -345,6 +345,7 @@ def projections_failing() -> dict[str, tuple[int, str]]:
         for name, position, error in Checkpoint.objects.filter(
             is_live=True, failed_position__isnull=False, projection__in=projection_names()
         ).values_list("projection", "failed_position", "failed_error")
+        if position is not None  # the filter's promise, spelled out for the type checker
     }
 
 

@@ -90,7 +90,7 @@ def stream_last_and_version(*, stream_id: uuid.UUID, types: frozenset[str]) -> t
     row = next(iter(rows), None)
     if row is None:
         return None, stream_version(stream_id=stream_id)
-    return stored_event_from_row(row), row.head
+    return stored_event_from_row(row), row.head  # type: ignore[attr-defined]  # the SELECT's extra column
 
 
 def stream_of_types(*, stream_id: uuid.UUID, types: frozenset[str]) -> list[StoredEvent]:
@@ -162,7 +162,7 @@ class _JSONWithoutKey(Func):
     def __init__(self, column: str, key: str) -> None:
         super().__init__(F(column), Value(key))
 
-    def as_sql(self, compiler, connection, **extra_context):
+    def as_sql(self, compiler, connection, *args, **extra_context):
         raise NotSupportedError(f"{connection.vendor} has no JSON key removal here")
 
     def as_postgresql(self, compiler, connection, **extra_context):

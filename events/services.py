@@ -225,10 +225,10 @@ def event_append(
     _reject_nul(metadata, "metadata")
     for new in events:
         _reject_nul(new.data, "data")
-    metadata, *payloads = _as_stored([metadata, *(new.data for new in events)])
+    stored_metadata, *payloads = _as_stored([metadata, *(new.data for new in events)])
 
     try:
-        return _append(stream_id, expected_version, events, metadata, payloads)
+        return _append(stream_id, expected_version, events, stored_metadata, payloads)
     except IntegrityError as exc:
         # The unique (stream_id, stream_version): only an append that skipped the lock can
         # take the version between our head read and our INSERT. Nothing of ours is stored.

@@ -253,9 +253,9 @@ def _seals_verify(*, batch_size: int) -> _SealWalk:
         message = "the event lies before the first position any seal covers: it was inserted"
         return _SealWalk(0, 0, "", VerifyProblem(before, None, None, message))
     for seal in _seals_in_order(batch_size):
-        message = _seal_problem(seal, end, previous_hash, batch_size)
-        if message is not None:
-            problem = VerifyProblem(seal.after_position + 1, None, None, message, seal=seal.pk)
+        seal_message = _seal_problem(seal, end, previous_hash, batch_size)
+        if seal_message is not None:
+            problem = VerifyProblem(seal.after_position + 1, None, None, seal_message, seal=seal.pk)
             return _SealWalk(seals, end, previous_hash, problem)
         seals += 1
         end, previous_hash = seal.end_position, seal.hash

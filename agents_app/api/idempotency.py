@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections.abc import Callable
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -31,7 +32,7 @@ REPLAYED_HEADERS = ("Location", "ETag", "Retry-After")
 def _fingerprint(request: Request) -> str:
     raw = request._request.body  # read before DRF parses it, to fingerprint the exact bytes
     parts = [
-        request.method.encode(),
+        (request.method or "").encode(),
         request.path.encode(),
         (request.content_type or "").encode("latin-1", "replace"),
         raw,
@@ -54,12 +55,14 @@ def idempotent_write(
     if not IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidParameter(HEADER, "must be 1 to 255 visible ASCII characters")
     fingerprint = _fingerprint(request)
+    user = request.user  # writes need an authenticated user (OperationPermission): never anonymous
+    assert isinstance(user, User)
     cutoff = idempotency_cutoff()
     with transaction.atomic():
         # Under the append lock every write is serial, so two retries racing with the same
         # key cannot both miss the record and both store the change.
         append_lock()
-        records = IdempotencyRecord.objects.filter(user=request.user, key=key)
+        records = IdempotencyRecord.objects.filter(user=user, key=key)
         records.filter(created_at__lt=cutoff).delete()
         record = records.first()
         if record is not None:
@@ -97,7 +100,7 @@ def idempotent_write(
             )
         if 200 <= response.status_code < 300 or response.status_code == 503:
             IdempotencyRecord.objects.create(
-                user=request.user,
+                user=user,
                 key=key,
                 fingerprint=fingerprint,
                 status=response.status_code,

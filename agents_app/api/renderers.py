@@ -48,7 +48,7 @@ class MarkdownParser(BaseParser):
 
     media_type = "text/markdown"
 
-    def parse(self, stream, media_type=None, parser_context=None) -> bytes:
+    def parse(self, stream, media_type=None, parser_context=None) -> bytes:  # type: ignore[override]  # the raw file, not a mapping
         if stream is None:
             return b""
         # DRF checks DATA_UPLOAD_MAX_MEMORY_SIZE for its JSON and form parsers only: without this

@@ -135,7 +135,7 @@ class RevisionSummarySerializer(serializers.Serializer):
     sha256 = serializers.CharField()
     actor = serializers.CharField()
     reason = serializers.CharField(allow_blank=True)
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]  # a declared field, not Field.source
     recorded_at = serializers.DateTimeField()
     occurred_at = serializers.DateTimeField()
     changed_keys = serializers.ListField(child=serializers.CharField())
@@ -190,7 +190,7 @@ class EventSerializer(serializers.Serializer):
     stream_version = serializers.IntegerField()
     type = serializers.CharField()
     schema_version = serializers.IntegerField()
-    data = serializers.DictField()
+    data = serializers.DictField()  # type: ignore[assignment]  # a declared field, not Serializer.data
     metadata = serializers.DictField()
     recorded_at = serializers.DateTimeField()
     hash = serializers.CharField()
@@ -214,4 +214,4 @@ class ProblemSerializer(serializers.Serializer):
     title = serializers.CharField()
     status = serializers.IntegerField()
     detail = serializers.CharField()
-    errors = serializers.ListField(child=serializers.DictField(), required=False)
+    errors = serializers.ListField(child=serializers.DictField(), required=False)  # type: ignore[assignment]

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 _PROCESS_COUNTERS = LocMemCache("api-throttle-fallback", {"OPTIONS": {"MAX_ENTRIES": 10_000}})
 
 
-class _CountLocallyWhenRedisIsDown:
+class _CountLocallyWhenRedisIsDown(throttling.SimpleRateThrottle):
     def allow_request(self, request, view) -> bool:
         try:
             return super().allow_request(request, view)

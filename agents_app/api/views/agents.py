@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -17,6 +18,7 @@ from agents_app.api.pagination import next_page_token, page_token_parse
 from agents_app.api.permissions import ARCHIVE, CHANGE, VIEW
 from agents_app.api.renderers import MarkdownParser, MarkdownRenderer
 from agents_app.api.views.base import DEFAULT_PAGE, MAX_PAGE, ApiView
+from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.selectors import agent_list, agent_list_at, revision_resolve
 
 
@@ -65,20 +67,20 @@ class AgentsApi(ApiView):
         for name in ("q", "model", "tool", "label", "after"):
             if len(params.get(name, "")) > 200:
                 raise InvalidParameter(name, "is longer than 200 characters")
-        filters = {
-            "q": params.get("q", ""),
-            "model": params.get("model", ""),
-            "tool": params.get("tool", ""),
-            "after": page_token_parse(params.get("after", "")),
-        }
+        q, model, tool = params.get("q", ""), params.get("model", ""), params.get("tool", "")
+        after = page_token_parse(params.get("after", ""))
+        rows: QuerySet[AgentRevision] | QuerySet[AgentCurrent]
+        serializer: type[serializers.Serializer]
         if at is not None:
             if params.get("label") or params.get("status"):
                 raise InvalidParameter("at", "cannot be combined with label or status")
-            rows = agent_list_at(at=at, **filters)
+            rows = agent_list_at(at=at, q=q, model=model, tool=tool, after=after)
             serializer = out.AgentAtSerializer
         else:
             status = self.query_choice("status", ("active", "archived", "all"), "active")
-            rows = agent_list(status=status, label=params.get("label", ""), **filters)
+            rows = agent_list(
+                status=status, label=params.get("label", ""), q=q, model=model, tool=tool, after=after
+            )
             serializer = out.AgentSummarySerializer
         page = list(rows[: limit + 1])
         more = len(page) > limit
