@@ -621,14 +621,10 @@ class _Replay:
         self.held[(path, exc.name)] = HeldName(path, exc.name, commit.sha)
         holder = AgentNameClaim.objects.filter(name=exc.name).values_list("agent_id", flat=True).first()
         others = [other for other, agent in self.agents.items() if agent == holder and other != path]
-        whose = (
-            f"the agent of {others[0]} in this replay"
-            if others
-            else "an agent this replay did not create (made elsewhere or from another repository)"
-        )
+        whose = f"the agent of {others[0]}" if others else "an agent this replay did not create"
         detail = (
-            f"{exc}: {whose} holds the name; this file's later changes are skipped while it does"
-            " (counted in the summary, not listed)"
+            f"the name {exc.name!r} is held by {whose}: this file's changes are not imported while it is"
+            " (the count is in the summary)"
         )
         return FileOutcome(FAILED, path, name=exc.name, commit=commit.sha, detail=detail)
 

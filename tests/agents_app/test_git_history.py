@@ -339,7 +339,8 @@ def test_a_name_taken_by_another_active_agent_fails_that_commit_only(tmp_path):
 
     assert error.returncode == 1
     assert (
-        f"failed    {taken[:12]} {AGENTS}/epsilon.md: an active agent named 'epsilon' already exists" in out
+        f"failed    {taken[:12]} {AGENTS}/epsilon.md: the name 'epsilon' is held by an agent this replay"
+        " did not create" in out
     )
     assert agent_get(name="zeta").revision == 1
     assert Event.objects.filter(metadata__git_path=f"{AGENTS}/epsilon.md").count() == 0

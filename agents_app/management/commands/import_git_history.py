@@ -119,8 +119,8 @@ class Command(BaseCommand):
             f" ({result.already_imported} imported before): {result.totals}"
         )
         if result.totals.failed:
+            later = "would be applied" if dry_run else "were applied"
             raise CommandError(
-                f"{result.totals.failed} file(s) failed at some commit (listed above); later commits were"
-                " applied",
+                f"{result.totals.failed} file(s) failed at some commit (listed above); later commits {later}",
                 returncode=1,
             )
