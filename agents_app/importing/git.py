@@ -580,8 +580,11 @@ class _Replay:
                     return FileOutcome(UNCHANGED, path, commit=commit.sha, detail="already archived")
                 return FileOutcome(ARCHIVED, path, name=change.name, commit=commit.sha)
             if step.change.mode not in REGULAR_FILE_MODES:
+                # A symbolic link (a README linked into each folder) or a submodule is not an
+                # agent file: skipped, unless it replaces the file of an agent.
                 detail = f"not a regular file (mode {step.change.mode})"
-                return FileOutcome(FAILED, path, commit=commit.sha, detail=detail)
+                action = SKIPPED if agent_id is None else FAILED
+                return FileOutcome(action, path, commit=commit.sha, detail=detail)
             assert step.change.blob is not None
             content = self.blobs.read(step.change.blob)
             if agent_id is None and not agent_file_has_frontmatter(content):

@@ -251,3 +251,21 @@ def test_the_commands_in_their_own_process_print_the_summary_and_no_log_lines(
     assert replayed.stderr == ""
     assert replayed.stdout.splitlines() == [replayed.stdout.splitlines()[-1]]  # just the summary
     assert "created 2, revised 1" in replayed.stdout
+
+
+def test_a_symbolic_link_in_the_replayed_folder_is_skipped_unless_it_replaces_an_agent_file(tmp_path):
+    repo = Repo(tmp_path / "repo")
+    repo.write("kappa.md", document("kappa"))
+    (repo.path / AGENTS / "README.md").symlink_to("../../README.md")
+    repo.write("README.md", README, folder=".")
+    linked = repo.commit("Add kappa and link the README", when="2024-07-01T10:00:00Z")
+    (repo.path / AGENTS / "kappa.md").unlink()
+    (repo.path / AGENTS / "kappa.md").symlink_to("README.md")
+    replaced = repo.commit("Replace kappa by a link", when="2024-07-02T10:00:00Z")
+
+    error, out = replay_failing(repo.path)
+
+    assert f"skipped   {linked[:12]} {AGENTS}/README.md: not a regular file (mode 120000)" in out
+    assert f"failed    {replaced[:12]} {AGENTS}/kappa.md: not a regular file (mode 120000)" in out
+    assert error.returncode == 1
+    assert "created 1, revised 0, unchanged 0, archived 0, failed 1, skipped 1" in out
