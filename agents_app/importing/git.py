@@ -407,8 +407,9 @@ def git_provenance(
     A plain commit: its author wrote the change. A merge: the author of the newest non-merge
     commit it brought in that touched the file (or its name before a rename) wrote it, and
     every author of those commits is listed; a merge that brought none (a conflict resolved
-    in the merge itself) is its own author's. Either way the change landed, and `occurred_at`
-    is, when the first-parent commit was committed.
+    in the merge itself) is its own author's. Either way `occurred_at` is when the change
+    landed on the replayed line: the first-parent commit's committer date ("committed_at").
+    Dates are kept with the offset git recorded.
     """
     landed = {"committer": commit.committer_person, "committed_at": commit.committed_at.isoformat()}
     own = {
