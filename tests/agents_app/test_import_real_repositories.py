@@ -99,7 +99,8 @@ def test_a_dry_run_reports_what_the_real_run_then_does_and_stores_nothing(collec
 
     assert counts(dry) == counts(real) == "created 4, revised 1, unchanged 0, archived 0, failed 0, skipped 4"
     # Line for line the same outcomes, the summary apart.
-    assert dry.splitlines()[:-2] == real.splitlines()[:-2]
+    assert dry.splitlines()[0].startswith("dry run: ")
+    assert dry.splitlines()[1:-2] == real.splitlines()[:-2]
     assert f"revised 1 existing agent(s): {GOOD[0].stem} (revision 2)" in real
     assert Event.objects.count() == events + 5
 
@@ -162,7 +163,7 @@ def test_a_replay_dry_run_counts_what_the_real_replay_stores_and_stores_nothing(
 
     # The third commit revises the agent the first created: the dry run saw it too.
     assert counts(dry) == counts(real) == "created 2, revised 1, unchanged 0, archived 0, failed 0, skipped 3"
-    assert dry.splitlines()[:-1] == real.splitlines()[:-1]
+    assert dry.splitlines()[1:-1] == real.splitlines()[:-1]
     assert Event.objects.count() == 3
     # After a dry run a real run starts from the beginning: nothing was recorded as imported.
     assert "(0 imported before)" in real

@@ -63,6 +63,8 @@ class Command(BaseCommand):
         # tqdm writes carriage returns to the raw stream: Django's OutputWrapper would add a
         # newline to every redraw. Off a terminal the per-file lines are the progress.
         stream = getattr(self.stderr, "_out", self.stderr)
+        if dry_run:
+            self.stdout.write("dry run: the import runs in full and is rolled back; nothing will be stored")
         started = time.monotonic()
         bar = tqdm(desc="import", unit="file", file=stream, disable=not stream.isatty(), leave=False)
         with bar, chatty_logs_quiet():

@@ -74,6 +74,8 @@ class Command(BaseCommand):
         # newline to every redraw. Off a terminal, plain lines now and then instead.
         stream = getattr(self.stderr, "_out", self.stderr)
         on_terminal = stream.isatty()
+        if dry_run:
+            self.stdout.write("dry run: the import runs in full and is rolled back; nothing will be stored")
         started = last_line = time.monotonic()
         bar = tqdm(desc="git history", unit="commit", file=stream, disable=not on_terminal, leave=False)
         with bar, chatty_logs_quiet():
