@@ -11,11 +11,11 @@ CHATTY_LOGGERS = ("celery.app.trace",)
 
 
 @contextmanager
-def chatty_logs_quiet() -> Iterator[None]:
+def chatty_logs_quiet(*, verbosity: int = 1) -> Iterator[None]:
     """Raise the chatty loggers to WARNING for the command's run: the terminal is for the
-    progress bar and the summary. Levels are put back afterwards (tests call commands in one
-    process)."""
-    loggers = [logging.getLogger(name) for name in CHATTY_LOGGERS]
+    progress bar and the summary (`-v 3` keeps them). Levels are put back afterwards (tests
+    call commands in one process)."""
+    loggers = [logging.getLogger(name) for name in CHATTY_LOGGERS] if verbosity < 3 else []
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(max(logging.WARNING, logger.getEffectiveLevel()))

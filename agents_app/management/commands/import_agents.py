@@ -67,7 +67,7 @@ class Command(BaseCommand):
             self.stdout.write("dry run: the import runs in full and is rolled back; nothing will be stored")
         started = time.monotonic()
         bar = tqdm(desc="import", unit="file", file=stream, disable=not stream.isatty(), leave=False)
-        with bar, chatty_logs_quiet():
+        with bar, chatty_logs_quiet(verbosity=verbosity):
 
             def report(outcome: FileOutcome) -> None:
                 shown = verbosity >= 2 or (

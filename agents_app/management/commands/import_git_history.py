@@ -78,7 +78,7 @@ class Command(BaseCommand):
             self.stdout.write("dry run: the import runs in full and is rolled back; nothing will be stored")
         started = last_line = time.monotonic()
         bar = tqdm(desc="git history", unit="commit", file=stream, disable=not on_terminal, leave=False)
-        with bar, chatty_logs_quiet():
+        with bar, chatty_logs_quiet(verbosity=verbosity):
 
             def report(outcome: FileOutcome) -> None:
                 shown = verbosity >= 2 or (not outcome.routine and outcome.action in (FAILED, SKIPPED))
