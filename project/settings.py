@@ -219,7 +219,9 @@ CORS_URLS_REGEX = r"^/api/.*$"
 # Celery
 # ------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The in-memory transport names a host: without one kombu warns "No hostname was supplied"
+# each time an eager task acquires a producer (every management command that writes).
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 # Throttle counters must be shared by every web process: Redis when configured.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}

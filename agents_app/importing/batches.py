@@ -73,3 +73,36 @@ def bulk_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[WriteB
         else:
             batches.close()
     projections_wait(position=head_position())
+
+
+@contextmanager
+def dry_run_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[WriteBatches]:
+    """Like bulk_writes, but everything is written in one transaction that is rolled back at the end.
+
+    A dry run goes through the real services, so it validates exactly as a real run would,
+    and later files or commits see what earlier ones would have stored (a replay revises the
+    agent its first commit created; a name taken earlier in the run is taken). Inside the
+    outer transaction the batches are savepoints: nothing commits, so no on_commit hook runs
+    (no projection catch-up is queued) and nothing is left behind. The price: the append
+    lock, taken by the first write, is held until the rollback, so other writers wait for
+    the whole dry run instead of one batch (seconds for a thousand files). Read-your-writes
+    is off as in bulk_writes: nothing reads the views during a run, and nothing it would
+    bring them up to survives.
+    """
+    previous = settings.PROJECTION_READ_YOUR_WRITES
+    settings.PROJECTION_READ_YOUR_WRITES = False
+    try:
+        with transaction.atomic():
+            batches = WriteBatches(on_open)
+            batches.open()
+            try:
+                yield batches
+            except BaseException as exc:
+                batches.close(exc)
+                raise
+            else:
+                batches.close()
+            finally:
+                transaction.set_rollback(True)
+    finally:
+        settings.PROJECTION_READ_YOUR_WRITES = previous

@@ -4,6 +4,7 @@ Files are read and written as bytes and handed to the services unchanged: the ra
 the source of truth, so CRLF, a missing final newline and non-ASCII text come back exactly.
 """
 
+import fnmatch
 import os
 import stat
 from collections.abc import Sequence
@@ -15,15 +16,41 @@ from agents_app.document import NAME_PATTERN
 from agents_app.importing.outcomes import SKIPPED, FileOutcome, ImportRefused
 
 
-def agent_files_find(*, paths: Sequence[Path]) -> tuple[list[Path], list[FileOutcome]]:
-    """The `*.md` files under each folder (a named file as it is), and what was skipped and why."""
+def agent_file_excluded(relative: str, exclude: Sequence[str]) -> bool:
+    """Whether a file, by its path under the PATH it was found in ('/'-separated), is excluded.
+
+    Each pattern is an fnmatch glob matched against that path and against the bare file name:
+    `README.md` excludes every README, `drafts/*` everything under drafts (`*` crosses '/').
+    """
+    name = relative.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(relative, glob) or fnmatch.fnmatchcase(name, glob) for glob in exclude)
+
+
+def agent_file_has_frontmatter(content: bytes) -> bool:
+    """Whether the content starts like an agent definition: a first line '---' (after a BOM).
+
+    A Markdown file that does not (a README, notes) is not an agent file: imports skip it
+    instead of failing. One that does is parsed, and refused with its reasons if invalid.
+    """
+    first = content.split(b"\n", 1)[0].removeprefix(b"\xef\xbb\xbf")
+    return first.rstrip() == b"---"
+
+
+def agent_files_find(
+    *, paths: Sequence[Path], exclude: Sequence[str] = ()
+) -> tuple[list[Path], list[FileOutcome]]:
+    """The `*.md` files under each folder (a named file as it is), and what was skipped and why.
+
+    Files matching an `exclude` pattern (see agent_file_excluded) are left out silently.
+    """
     found: list[Path] = []
     skipped: list[FileOutcome] = []
     for given in paths:
         if not given.exists():
             raise ImportRefused(f"{given}: no such file or folder")
         if not given.is_dir():
-            found.append(given)
+            if not agent_file_excluded(given.name, exclude):
+                found.append(given)
             continue
         root = given.resolve()
         # os.walk does not descend into symlinked folders (followlinks=False): a link could
@@ -43,6 +70,8 @@ def agent_files_find(*, paths: Sequence[Path]) -> tuple[list[Path], list[FileOut
                 if name.startswith(".") or not name.lower().endswith(".md"):
                     continue
                 path = here / name
+                if exclude and agent_file_excluded(path.relative_to(given).as_posix(), exclude):
+                    continue
                 if path.is_symlink() and not path.resolve().is_relative_to(root):
                     skipped.append(
                         FileOutcome(SKIPPED, str(path), detail=f"symbolic link to outside {given}; not read")

@@ -7,11 +7,13 @@ from django.db import transaction
 
 from agents_app.document import parse_agent_document
 from agents_app.exceptions import AgentError, DocumentInvalid
-from agents_app.importing.batches import bulk_writes
-from agents_app.importing.files import agent_file_read, agent_files_find
+from agents_app.importing.batches import bulk_writes, dry_run_writes
+from agents_app.importing.files import agent_file_has_frontmatter, agent_file_read, agent_files_find
 from agents_app.importing.outcomes import (
     CREATED,
+    NOT_AGENT_FILE,
     REVISED,
+    SKIPPED,
     UNCHANGED,
     FileOutcome,
     FileReport,
@@ -25,12 +27,16 @@ from agents_app.services import MAX_REASON, ChangeContext, agent_create, agent_r
 from events.services import append_lock
 
 
-def _import_file(path: Path, context: ChangeContext, names_seen: dict[str, str]) -> FileOutcome:
+def _import_file(
+    path: Path, context: ChangeContext, names_seen: dict[str, str], *, only_new: bool
+) -> FileOutcome:
     shown = str(path)
     try:
         content = agent_file_read(path)
     except OSError as exc:
         return failure(shown, f"cannot read: {exc.strerror or exc}")
+    if not agent_file_has_frontmatter(content):
+        return FileOutcome(SKIPPED, shown, detail=NOT_AGENT_FILE, routine=True)
     try:
         name = parse_agent_document(content).name
     except DocumentInvalid as exc:
@@ -45,6 +51,8 @@ def _import_file(path: Path, context: ChangeContext, names_seen: dict[str, str])
             # this name between our lookup and our create would fail this file with NameTaken.
             append_lock()
             holder = AgentNameClaim.objects.filter(name=name).values_list("agent_id", flat=True).first()
+            if holder is not None and only_new:
+                return FileOutcome(SKIPPED, shown, name=name, detail=f"agent {name!r} exists (--only-new)")
             if holder is None:
                 change = agent_create(content=content, context=context)
             else:
@@ -61,15 +69,23 @@ def agents_import(
     paths: Sequence[Path],
     actor: str,
     reason: str = "",
+    exclude: Sequence[str] = (),
+    only_new: bool = False,
+    dry_run: bool = False,
     report: FileReport = report_nothing,
     progress: Progress | None = None,
 ) -> ImportTotals:
-    """Create or revise an agent from each file; identical content stores nothing, nor does a bad file."""
+    """Create or revise an agent from each file; identical content stores nothing, nor does a bad file.
+
+    Files without frontmatter are skipped (not agent files); `exclude` globs leave files out;
+    `only_new` skips files whose name an agent has; `dry_run` does it all and stores nothing.
+    """
     ChangeContext(actor=actor, source="import", reason=reason).metadata()  # bad actor/reason: refuse all
-    files, skipped = agent_files_find(paths=paths)
+    files, skipped = agent_files_find(paths=paths, exclude=exclude)
     totals = ImportTotals()
     names_seen: dict[str, str] = {}
-    with bulk_writes() as batches:
+    writes = dry_run_writes() if dry_run else bulk_writes()
+    with writes as batches:
         for outcome in skipped:
             totals.add(outcome)
             report(outcome)
@@ -82,9 +98,13 @@ def agents_import(
                 reason=reason or f"import of {path}"[:MAX_REASON],
                 extra={"import_path": str(path)},
             )
-            outcome = _import_file(path, context, names_seen)
+            outcome = _import_file(path, context, names_seen, only_new=only_new)
             batches.unit_done()
             totals.add(outcome)
+            if outcome.action == REVISED and outcome.revision is not None:
+                # A file revises only an agent that existed before the run: two files of
+                # one run with the same name fail the second (names_seen).
+                totals.revised_existing[outcome.name] = outcome.revision
             report(outcome)
             if progress is not None:
                 progress(done, len(files))

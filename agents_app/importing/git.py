@@ -20,12 +20,14 @@ from django.db import transaction
 
 from agents_app import event_types
 from agents_app.document import parse_agent_document
-from agents_app.exceptions import AgentArchived, AgentError, DocumentInvalid, StatusUnchanged
-from agents_app.importing.batches import bulk_writes
+from agents_app.exceptions import AgentArchived, AgentError, DocumentInvalid, NameTaken, StatusUnchanged
+from agents_app.importing.batches import bulk_writes, dry_run_writes
+from agents_app.importing.files import agent_file_has_frontmatter
 from agents_app.importing.outcomes import (
     ARCHIVED,
     CREATED,
     FAILED,
+    NOT_AGENT_FILE,
     RESTORED,
     REVISED,
     SKIPPED,
@@ -37,7 +39,7 @@ from agents_app.importing.outcomes import (
     Progress,
     report_nothing,
 )
-from agents_app.models import GitImportedCommit
+from agents_app.models import AgentNameClaim, GitImportedCommit
 from agents_app.services import (
     MAX_ACTOR,
     MAX_REASON,
@@ -108,10 +110,35 @@ class GitCommit:
     committed_at: dt.datetime
     subject: str
     changes: list[GitChange] = field(default_factory=list)
+    committer: str = ""
+    committer_email: str = ""
 
     @property
     def actor(self) -> str:
         return f"git:{self.author} <{self.email}>"[:MAX_ACTOR]
+
+    @property
+    def author_person(self) -> str:
+        return f"{self.author} <{self.email}>"
+
+    @property
+    def committer_person(self) -> str:
+        return f"{self.committer} <{self.committer_email}>"
+
+
+@dataclass(frozen=True)
+class GitSideCommit:
+    """A non-merge commit that touched matching files: who wrote it, when, and which paths."""
+
+    sha: str
+    author: str  # "Name <email>"
+    authored_at: str  # ISO 8601, as git gives it
+    paths: frozenset[str]  # the paths it changed, both sides of a rename
+
+
+def git_pathspecs(*, glob: str, exclude: Sequence[str] = ()) -> list[str]:
+    """The git pathspecs of `glob` minus each `exclude` glob, all from the repository's top."""
+    return [f":(top,glob){glob}", *(f":(top,glob,exclude){pattern}" for pattern in exclude)]
 
 
 def _text(raw: bytes) -> str:
@@ -122,32 +149,13 @@ def _oid(raw: str) -> str | None:
     return None if raw.strip("0") == "" else raw
 
 
-def git_commits(*, repo: Path, rev: str, glob: str) -> list[GitCommit]:
-    """The first-parent commits of `rev` that change files matching `glob`, oldest first."""
-    # --first-parent with merges diffed against their first parent: every state replayed is
-    # a state the branch really had. Side-branch commits interleaved by date would show mixes
-    # that never existed, and could revise a file another branch deleted meanwhile.
-    output = _git(
-        repo,
-        "log",
-        "--first-parent",
-        "--diff-merges=first-parent",
-        "--reverse",
-        "-M",
-        "--raw",
-        "--no-abbrev",
-        "-z",
-        "--no-color",
-        "--format=%H%x00%aN%x00%aE%x00%aI%x00%cI%x00%s",
-        rev,
-        "--",
-        f":(top,glob){glob}",
-    )
-    # With -z every field is NUL-terminated: 6 header fields per commit, then raw entries
-    # (":<old mode> <new mode> <old oid> <new oid> <status>") each followed by one path, or
-    # two for renames and copies. Paths are taken by position, so any byte in them is safe.
+def _parse_log(output: bytes, fields: int) -> list[tuple[list[str], list[GitChange]]]:
+    """`git log -z --raw --format=<fields NUL-separated>` as (header fields, changes) per commit."""
+    # With -z every field is NUL-terminated: the header fields of each commit, then raw
+    # entries (":<old mode> <new mode> <old oid> <new oid> <status>") each followed by one
+    # path, or two for renames and copies. Paths are taken by position, so any byte is safe.
     tokens = output.split(b"\0")
-    commits: list[GitCommit] = []
+    commits: list[tuple[list[str], list[GitChange]]] = []
     index = 0
     while index < len(tokens):
         token = tokens[index].lstrip(b"\n")
@@ -165,10 +173,41 @@ def git_commits(*, repo: Path, rev: str, glob: str) -> list[GitCommit]:
                 index += 2
             # A deletion's new mode is 000000: keep the mode the file had.
             mode = old_mode if letter == "D" else mode
-            commits[-1].changes.append(GitChange(letter, path, old_path, _oid(blob), _oid(old_blob), mode))
+            commits[-1][1].append(GitChange(letter, path, old_path, _oid(blob), _oid(old_blob), mode))
             continue
-        sha, author, email, authored, committed, subject = (_text(part) for part in tokens[index : index + 6])
-        index += 6
+        header = [
+            _text(tokens[index]).lstrip("\n"),
+            *(_text(part) for part in tokens[index + 1 : index + fields]),
+        ]
+        index += fields
+        commits.append((header, []))
+    return commits
+
+
+def git_commits(*, repo: Path, rev: str, glob: str, exclude: Sequence[str] = ()) -> list[GitCommit]:
+    """The first-parent commits of `rev` that change files matching `glob`, oldest first."""
+    # --first-parent with merges diffed against their first parent: every state replayed is
+    # a state the branch really had. Side-branch commits interleaved by date would show mixes
+    # that never existed, and could revise a file another branch deleted meanwhile.
+    output = _git(
+        repo,
+        "log",
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "--reverse",
+        "-M",
+        "--raw",
+        "--no-abbrev",
+        "-z",
+        "--no-color",
+        "--format=%H%x00%aN%x00%aE%x00%aI%x00%cI%x00%cN%x00%cE%x00%s",
+        rev,
+        "--",
+        *git_pathspecs(glob=glob, exclude=exclude),
+    )
+    commits = []
+    for header, changes in _parse_log(output, 8):
+        sha, author, email, authored, committed, committer, committer_email, subject = header
         commits.append(
             GitCommit(
                 sha=sha.strip(),
@@ -177,9 +216,82 @@ def git_commits(*, repo: Path, rev: str, glob: str) -> list[GitCommit]:
                 authored_at=dt.datetime.fromisoformat(authored),
                 committed_at=dt.datetime.fromisoformat(committed),
                 subject=subject,
+                changes=changes,
+                committer=committer,
+                committer_email=committer_email,
             )
         )
     return commits
+
+
+def git_merged_commits(
+    *, repo: Path, rev: str, glob: str, exclude: Sequence[str] = (), commits: Sequence[str]
+) -> dict[str, list[GitSideCommit]]:
+    """For each merge among `commits` (commits on `rev`'s first-parent line): the non-merge
+    commits that touched matching files and that the merge brought onto the line, newest first.
+
+    Two git calls whatever the number of merges: the commit graph (`rev-list --parents`), and
+    every non-merge commit that touched matching files with its paths. A commit "lands" at
+    the first commit of the first-parent line that reaches it: walking the line oldest first,
+    what a commit reaches that no earlier one did is what it brought in, which for a merge is
+    exactly `<first parent>..<merge>`. Linear in the size of the history.
+    """
+    if not commits:
+        return {}
+    parents: dict[str, list[str]] = {}
+    tip = ""
+    for line in _text(_git(repo, "rev-list", "--parents", rev, "--")).splitlines():
+        shas = line.split()
+        tip = tip or shas[0]  # rev-list starts with the tip (the only commit it starts from)
+        parents[shas[0]] = shas[1:]
+    wanted = {commit for commit in commits if len(parents.get(commit, ())) > 1}
+    if not wanted:
+        return {}
+    line_commits = []
+    current: str | None = tip
+    while current is not None:
+        line_commits.append(current)
+        current = parents[current][0] if parents.get(current) else None
+    reached: set[str] = set()
+    landed_at: dict[str, str] = {}  # a commit a wanted merge brought in -> that merge
+    for commit in reversed(line_commits):
+        stack = [commit]
+        reached.add(commit)
+        while stack:
+            for parent in parents.get(stack.pop(), ()):
+                if parent not in reached:
+                    reached.add(parent)
+                    stack.append(parent)
+                    if commit in wanted:
+                        landed_at[parent] = commit
+    # --full-history: without it git prunes a side branch whose merge result equals one
+    # parent, and with it the commits we look for. --date-order lists newest first (and a
+    # commit never before its descendants).
+    output = _git(
+        repo,
+        "log",
+        "--no-merges",
+        "--full-history",
+        "--date-order",
+        "-M",
+        "--raw",
+        "--no-abbrev",
+        "-z",
+        "--no-color",
+        "--format=%H%x00%aN%x00%aE%x00%aI",
+        rev,
+        "--",
+        *git_pathspecs(glob=glob, exclude=exclude),
+    )
+    brought: dict[str, list[GitSideCommit]] = {merge: [] for merge in wanted}
+    for (sha, author, email, authored), changes in _parse_log(output, 4):
+        merge = landed_at.get(sha.strip())
+        if merge is not None:
+            paths = {change.path for change in changes} | {c.old_path for c in changes if c.old_path}
+            brought[merge].append(
+                GitSideCommit(sha.strip(), f"{author} <{email}>", authored, frozenset(paths))
+            )
+    return brought
 
 
 def git_root_commit(*, repo: Path, rev: str) -> str:
@@ -260,6 +372,22 @@ class _Step:
 
 
 @dataclass
+class HeldName:
+    """A name a file of the replay wants, held by an agent of another path or not of this replay."""
+
+    path: str
+    name: str
+    first_commit: str
+    changes: int = 1  # the file's changes not imported because of it
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: {self.changes} change(s) not imported (from commit {self.first_commit[:12]}):"
+            f" the name {self.name!r} is held by another agent"
+        )
+
+
+@dataclass
 class GitImportResult:
     """What a replay did: the totals, the commits replayed now and those imported before."""
 
@@ -267,19 +395,68 @@ class GitImportResult:
     totals: ImportTotals
     commits: int
     already_imported: int
+    held: list[HeldName] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def git_provenance(
+    commit: GitCommit, *, path: str, old_path: str | None, merged: dict[str, list[GitSideCommit]]
+) -> tuple[str, dict[str, object]]:
+    """(actor, provenance) of one file's change at a commit of the first-parent line.
+
+    A plain commit: its author wrote the change. A merge: the author of the newest non-merge
+    commit it brought in that touched the file (or its name before a rename) wrote it, and
+    every author of those commits is listed; a merge that brought none (a conflict resolved
+    in the merge itself) is its own author's. Either way `occurred_at` is when the change
+    landed on the replayed line: the first-parent commit's committer date ("committed_at").
+    Dates are kept with the offset git recorded.
+    """
+    landed = {"committer": commit.committer_person, "committed_at": commit.committed_at.isoformat()}
+    own = {
+        "commit": commit.sha,
+        "author": commit.author_person,
+        "authored_at": commit.authored_at.isoformat(),
+        "authors": [commit.author_person],
+    }
+    brought = merged.get(commit.sha)
+    if brought is None:
+        return commit.actor, {**own, **landed}
+    merge = {"merge_commit": commit.sha, "merged_by": commit.author_person}
+    paths = {path} if old_path is None else {path, old_path}
+    touching = [side for side in brought if side.paths & paths]
+    if not touching:
+        return commit.actor, {**own, **landed, **merge}
+    newest = touching[0]
+    written = {
+        "commit": newest.sha,
+        "author": newest.author,
+        "authored_at": newest.authored_at,
+        "authors": list(dict.fromkeys(side.author for side in touching)),
+    }
+    return f"git:{newest.author}"[:MAX_ACTOR], {**written, **landed, **merge}
 
 
 class _Replay:
     """The path -> agent map of one repository and the writes of each commit."""
 
-    def __init__(self, *, repo: Path, root: str, blobs: _BlobReader, report: FileReport) -> None:
+    def __init__(
+        self,
+        *,
+        repo: Path,
+        root: str,
+        blobs: _BlobReader,
+        report: FileReport,
+        merged: dict[str, list[GitSideCommit]] | None = None,
+    ) -> None:
         self.repo = repo
         self.root = root
         self.blobs = blobs
         self.report = report
+        self.merged = merged or {}
         self.agents: dict[str, uuid.UUID] = {}
         self.totals = ImportTotals()
         self.newest = git_newest_imported(root=root)
+        self.held: dict[tuple[str, str], HeldName] = {}
 
     def check_alone(self) -> None:
         """Refuse to go on if another replay of this repository stored commits since we looked."""
@@ -358,17 +535,22 @@ class _Replay:
     def apply(self, commit: GitCommit) -> None:
         """Replay one commit's files (in the bulk's open batch, so a commit is stored whole or not at all)."""
         for step in self.steps(commit):
+            actor, provenance = git_provenance(
+                commit, path=step.change.path, old_path=step.old_path, merged=self.merged
+            )
             context = ChangeContext(
-                actor=commit.actor,
+                actor=actor,
                 source="git",
                 reason=commit.subject[:MAX_REASON],
                 occurred_at=commit.committed_at,
+                # git_commit is the commit of the first-parent line (what a re-run resumes
+                # after); "git" is the provenance the API and the admin show.
                 extra={
                     "git_repo": self.root,
                     "git_commit": commit.sha,
                     "git_path": step.change.path,
-                    "git_authored_at": commit.authored_at.isoformat(),
                     **({"git_old_path": step.old_path} if step.old_path else {}),
+                    "git": provenance,  # type: ignore[dict-item]
                 },
             )
             outcome = self._step(commit, step, context)
@@ -391,17 +573,23 @@ class _Replay:
         try:
             if step.kind == "delete":
                 if agent_id is None:
-                    return FileOutcome(SKIPPED, path, commit=commit.sha, detail="deleted; never imported")
+                    detail = "deleted; never imported"
+                    return FileOutcome(SKIPPED, path, commit=commit.sha, detail=detail, routine=True)
                 try:
                     change = agent_archive(agent_id=agent_id, context=context)
                 except StatusUnchanged:
                     return FileOutcome(UNCHANGED, path, commit=commit.sha, detail="already archived")
                 return FileOutcome(ARCHIVED, path, name=change.name, commit=commit.sha)
             if step.change.mode not in REGULAR_FILE_MODES:
+                # A symbolic link (a README linked into each folder) or a submodule is not an
+                # agent file: skipped, unless it replaces the file of an agent.
                 detail = f"not a regular file (mode {step.change.mode})"
-                return FileOutcome(FAILED, path, commit=commit.sha, detail=detail)
+                action = SKIPPED if agent_id is None else FAILED
+                return FileOutcome(action, path, commit=commit.sha, detail=detail)
             assert step.change.blob is not None
             content = self.blobs.read(step.change.blob)
+            if agent_id is None and not agent_file_has_frontmatter(content):
+                return FileOutcome(SKIPPED, path, commit=commit.sha, detail=NOT_AGENT_FILE, routine=True)
             if agent_id is None:
                 event_id = git_create_event_id(root=self.root, commit=commit.sha, path=path)
                 change = agent_create(content=content, context=context, event_id=event_id)
@@ -419,8 +607,30 @@ class _Replay:
                     change = agent_revise(agent_id=agent_id, content=content, context=context)
                 return self._outcome(RESTORED, commit, path, change)
             return self._outcome(REVISED if change.changed else UNCHANGED, commit, path, change)
+        except NameTaken as exc:
+            return self._held(commit, path, exc)
         except AgentError as exc:
             return FileOutcome(FAILED, path, commit=commit.sha, detail=str(exc))
+
+    def _held(self, commit: GitCommit, path: str, exc: NameTaken) -> FileOutcome:
+        """A name held by another agent: one failure the first time, a counted skip after."""
+        # Every later commit of the file would meet the same name and fail the same way (a
+        # public collection's `code-reviewer` against a local one): one line, not one per
+        # commit. The count of changes not imported goes in the summary.
+        held = self.held.get((path, exc.name))
+        if held is not None:
+            held.changes += 1
+            detail = f"the name {exc.name!r} is held by another agent (reported at {held.first_commit[:12]})"
+            return FileOutcome(SKIPPED, path, name=exc.name, commit=commit.sha, detail=detail, routine=True)
+        self.held[(path, exc.name)] = HeldName(path, exc.name, commit.sha)
+        holder = AgentNameClaim.objects.filter(name=exc.name).values_list("agent_id", flat=True).first()
+        others = [other for other, agent in self.agents.items() if agent == holder and other != path]
+        whose = f"the agent of {others[0]}" if others else "an agent this replay did not create"
+        detail = (
+            f"the name {exc.name!r} is held by {whose}: this file's changes are not imported while it is"
+            " (the count is in the summary)"
+        )
+        return FileOutcome(FAILED, path, name=exc.name, commit=commit.sha, detail=detail)
 
     @staticmethod
     def _outcome(action: str, commit: GitCommit, path: str, change: AgentChange) -> FileOutcome:
@@ -432,17 +642,23 @@ def git_history_import(
     repo: Path,
     glob: str = DEFAULT_GIT_GLOB,
     rev: str = "HEAD",
+    exclude: Sequence[str] = (),
+    dry_run: bool = False,
     report: FileReport = report_nothing,
     progress: Progress | None = None,
 ) -> GitImportResult:
-    """Replay the first-parent history of `rev` for files matching `glob`, skipping imported commits."""
+    """Replay the first-parent history of `rev` for files matching `glob`, skipping imported commits.
+
+    `exclude` globs (git glob pathspecs from the top) leave files out; `dry_run` replays
+    everything in a transaction that is rolled back: the same outcomes, nothing stored.
+    """
     if not repo.is_dir():
         raise GitRepositoryError(f"{repo} is not a folder")
     if rev.startswith("-"):
         # git would read it as an option (e.g. --output=<file> writes a file).
         raise GitRepositoryError(f"{rev!r} is not a revision")
     root = git_root_commit(repo=repo, rev=rev)
-    commits = git_commits(repo=repo, rev=rev, glob=glob)
+    commits = git_commits(repo=repo, rev=rev, glob=glob, exclude=exclude)
     imported = git_commits_imported(root=root)
     # Resume after the newest commit that stored events. Commits before it that stored
     # nothing (failed or unchanged files) must not be replayed: they would write old
@@ -450,12 +666,16 @@ def git_history_import(
     start = max((index + 1 for index, commit in enumerate(commits) if commit.sha in imported), default=0)
     blobs = _BlobReader(repo)
     try:
-        replay = _Replay(repo=repo, root=root, blobs=blobs, report=report)
-        replay.rebuild(commits[:start])
         pending = commits[start:]
+        merged = git_merged_commits(
+            repo=repo, rev=rev, glob=glob, exclude=exclude, commits=[commit.sha for commit in pending]
+        )
+        replay = _Replay(repo=repo, root=root, blobs=blobs, report=report, merged=merged)
+        replay.rebuild(commits[:start])
         if progress is not None:
             progress(0, len(pending))
-        with bulk_writes(on_open=replay.check_alone) as batches:
+        writes = dry_run_writes if dry_run else bulk_writes
+        with writes(on_open=replay.check_alone) as batches:
             for done, commit in enumerate(pending, start=1):
                 replay.apply(commit)
                 batches.unit_done()
@@ -463,4 +683,11 @@ def git_history_import(
                     progress(done, len(pending))
     finally:
         blobs.close()
-    return GitImportResult(root=root, totals=replay.totals, commits=len(pending), already_imported=start)
+    return GitImportResult(
+        root=root,
+        totals=replay.totals,
+        commits=len(pending),
+        already_imported=start,
+        held=list(replay.held.values()),
+        dry_run=dry_run,
+    )

@@ -1,7 +1,7 @@
 """What an import, export or replay did to each file, counted; the errors that refuse a run."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CREATED = "created"
 REVISED = "revised"
@@ -11,6 +11,10 @@ ARCHIVED = "archived"
 FAILED = "failed"
 SKIPPED = "skipped"
 WRITTEN = "written"
+
+# Why a file was skipped when it is simply not an agent definition (a README, notes): such
+# skips are counted, not failed, and listed only with -v 2.
+NOT_AGENT_FILE = "not an agent file (no frontmatter)"
 
 
 class ImportRefused(Exception):
@@ -27,6 +31,8 @@ class FileOutcome:
     revision: int | None = None
     detail: str = ""
     commit: str = ""
+    # A routine outcome (a README skipped, a deleted README) is listed only with -v 2.
+    routine: bool = False
 
     def __str__(self) -> str:
         where = f"{self.commit[:12]} {self.path}" if self.commit else self.path
@@ -48,17 +54,26 @@ class ImportTotals:
     archived: int = 0
     failed: int = 0
     skipped: int = 0
+    not_agent_files: int = 0  # of the skipped: files without frontmatter
+    # Agents that existed before this run and that it revised (name -> revision now), in order.
+    revised_existing: dict[str, int] = field(default_factory=dict)
 
     def add(self, outcome: FileOutcome) -> None:
         kind = REVISED if outcome.action == RESTORED else outcome.action
         setattr(self, kind, getattr(self, kind) + 1)
+        if outcome.action == SKIPPED and outcome.detail == NOT_AGENT_FILE:
+            self.not_agent_files += 1
 
     def __str__(self) -> str:
         text = (
             f"created {self.created}, revised {self.revised}, unchanged {self.unchanged},"
             f" archived {self.archived}, failed {self.failed}"
         )
-        return text + (f", skipped {self.skipped}" if self.skipped else "")
+        if self.skipped:
+            text += f", skipped {self.skipped}"
+            if self.not_agent_files:
+                text += f" ({self.not_agent_files} not agent files)"
+        return text
 
 
 @dataclass

@@ -167,7 +167,14 @@ def test_replay_stores_each_change_with_author_commit_date_subject_and_commit(hi
     assert [event.metadata["git_path"] for event in events] == [f"{AGENTS}/reviewer.md"] * 3
     # occurred_at is the committer date; the author date is kept beside it.
     assert events[1].metadata["occurred_at"] == "2024-01-02T12:00:00+00:00"
-    assert events[1].metadata["git_authored_at"] == "2024-01-02T10:00:00+02:00"
+    assert events[1].metadata["git"] == {
+        "commit": shas["revise"],
+        "author": "Bob Ðerić <bob@example.org>",
+        "authored_at": "2024-01-02T10:00:00+02:00",
+        "authors": ["Bob Ðerić <bob@example.org>"],
+        "committer": "Merge Bot <bot@example.com>",
+        "committed_at": "2024-01-02T12:00:00+00:00",
+    }
     assert events[2].type == "agent.archived"
     assert events[2].metadata["actor"] == "git:Carol <carol@example.net>"
     assert events[2].metadata["reason"] == "Retire the reviewer"
@@ -332,13 +339,14 @@ def test_a_name_taken_by_another_active_agent_fails_that_commit_only(tmp_path):
 
     assert error.returncode == 1
     assert (
-        f"failed    {taken[:12]} {AGENTS}/epsilon.md: an active agent named 'epsilon' already exists" in out
+        f"failed    {taken[:12]} {AGENTS}/epsilon.md: the name 'epsilon' is held by an agent this replay"
+        " did not create" in out
     )
     assert agent_get(name="zeta").revision == 1
     assert Event.objects.filter(metadata__git_path=f"{AGENTS}/epsilon.md").count() == 0
 
 
-def test_merges_replay_as_one_change_of_the_branch_by_the_merge_author(tmp_path):
+def test_a_merge_replays_as_one_change_of_the_branch_credited_to_the_side_commit_author(tmp_path):
     repo = Repo(tmp_path / "repo")
     repo.write("eta.md", document("eta"))
     repo.commit("Add eta", when="2024-06-01T10:00:00Z")
@@ -358,12 +366,16 @@ def test_merges_replay_as_one_change_of_the_branch_by_the_merge_author(tmp_path)
     replay(repo.path)
 
     latest = revision_list(agent_id=agent_get(name="eta").agent_id).last()
-    assert (latest.revision, latest.actor, latest.reason) == (
+    assert (latest.revision, latest.actor, latest.reason, latest.occurred_at) == (
         2,
-        "git:Carol <carol@example.net>",
+        "git:Bob Ðerić <bob@example.org>",
         "Merge branch 'side'",
+        utc("2024-06-04T10:00:00Z"),
     )
+    # One revision for the merge (the side commit is not replayed on its own) that names it.
     assert not Event.objects.filter(metadata__git_commit=side).exists()
+    merge = repo.git("rev-parse", "HEAD").decode().strip()
+    assert Event.objects.get(metadata__git_commit=merge).metadata["git"]["merge_commit"] == merge
 
 
 def test_glob_and_rev_choose_the_files_and_the_history(tmp_path):

@@ -144,14 +144,14 @@ def test_a_bad_file_is_reported_with_its_reason_stores_nothing_and_exits_1():
     assert not any("Broken Agent" in event.data["content"] for event in Event.objects.all())
 
 
-def test_a_file_without_frontmatter_names_the_problem_and_line(tmp_path):
-    path = tmp_path / "plain.md"
-    path.write_bytes(b"# Just a README\n")
+def test_a_file_with_frontmatter_that_is_never_closed_fails_with_the_problem_and_line(tmp_path):
+    path = tmp_path / "half.md"
+    path.write_bytes(b"---\nname: half\ndescription: never closed\n")
 
     error, out = run_failing("import_agents", path)
 
     assert error.returncode == 1
-    assert f"failed    {path}: line 1: content: no frontmatter" in out
+    assert f"failed    {path}: line 1: content: the frontmatter opened on line 1 is never closed" in out
     assert Event.objects.count() == 0
 
 
