@@ -89,20 +89,15 @@ def dry_run_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[Wri
     is off as in bulk_writes: nothing reads the views during a run, and nothing it would
     bring them up to survives.
     """
-    previous = settings.PROJECTION_READ_YOUR_WRITES
-    settings.PROJECTION_READ_YOUR_WRITES = False
-    try:
-        with transaction.atomic():
-            batches = WriteBatches(on_open)
-            batches.open()
-            try:
-                yield batches
-            except BaseException as exc:
-                batches.close(exc)
-                raise
-            else:
-                batches.close()
-            finally:
-                transaction.set_rollback(True)
-    finally:
-        settings.PROJECTION_READ_YOUR_WRITES = previous
+    with read_your_writes(False), transaction.atomic():
+        batches = WriteBatches(on_open)
+        batches.open()
+        try:
+            yield batches
+        except BaseException as exc:
+            batches.close(exc)
+            raise
+        else:
+            batches.close()
+        finally:
+            transaction.set_rollback(True)
