@@ -76,3 +76,23 @@ def make_agent_text():
 @pytest.fixture
 def unique_name() -> str:
     return f"agent-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def permission_groups(django_db_setup):
+    """The groups migration agents_app/0003 creates, made again if a transactional test's flush
+    removed them (flush re-creates permissions through post_migrate, not data migrations)."""
+    import importlib
+
+    from django.contrib.auth.models import Group, Permission
+
+    groups = importlib.import_module("agents_app.migrations.0003_permission_groups").GROUPS
+    for name, codenames in groups.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        group.permissions.set(
+            [
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+                for app_label, codename in codenames
+            ]
+        )
+    return groups

@@ -50,7 +50,7 @@ def browser(monkeypatch):
 
 
 @pytest.fixture
-def editors(django_user_model):
+def editors(django_user_model, permission_groups):
     group = Group.objects.get(name="Agent editors")
     made = []
     for name in ("erin", "frank"):
