@@ -44,6 +44,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	DEBUG=1 $(BIN)/mypy events agents_app project
 	DEBUG=1 $(BIN)/python manage.py makemigrations --check --dry-run
 
 ## bench: the benchmark suite of issue 7 against the peers (installs the `bench` extra); writes bench/RESULTS.md.
