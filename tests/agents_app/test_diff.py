@@ -434,10 +434,10 @@ def test_html_is_a_side_by_side_table_with_intraline_highlights():
     assert '<table class="agent-diff">' in fragment
     assert '<th colspan="2">reviewer@1</th><th colspan="2">reviewer@2</th>' in fragment
     # words, not characters: "the " is what went, not "he t"
-    assert '<td class="text old">Check<del> the</del> tests.</td>' in fragment
+    assert '<td class="text old">Check <del>the </del>tests.</td>' in fragment
     assert (
         '<tr class="replace"><td class="lineno">5</td><td class="text old">Review carefully.</td>'
-        '<td class="lineno">6</td><td class="text new">Review<ins> very</ins> carefully.</td></tr>'
+        '<td class="lineno">6</td><td class="text new">Review <ins>very </ins>carefully.</td></tr>'
     ) in fragment
     assert (
         '<tr class="insert"><td class="lineno"></td><td class="text old empty"></td>'
