@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from django.utils.safestring import SafeString, mark_safe
 
-from agents_app.line_matching import Opcode, line_opcodes
+from agents_app.line_matching import Opcode, line_opcodes, opcode_changes
 
 CONTEXT_LINES = 3
 
@@ -151,12 +151,7 @@ def _patch_line(prefix: str, line: str) -> str:
 
 def line_changes(old_lines: list[str], new_lines: list[str]) -> tuple[int, int]:
     """(lines added, lines removed): what the hunks of a diff of the two show as + and -."""
-    added = removed = 0
-    for tag, i1, i2, j1, j2 in line_opcodes(old_lines, new_lines):
-        if tag != "equal":
-            removed += i2 - i1
-            added += j2 - j1
-    return added, removed
+    return opcode_changes(line_opcodes(old_lines, new_lines))
 
 
 def _grouped(opcodes: list[Opcode], context: int) -> Iterator[list[Opcode]]:

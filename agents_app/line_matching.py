@@ -214,3 +214,13 @@ def line_opcodes(old: list[str], new: list[str]) -> list[Opcode]:
             opcodes.append(("equal", a, a + size, b, b + size))
         i, j = a + size, b + size
     return opcodes
+
+
+def opcode_changes(opcodes: list[Opcode]) -> tuple[int, int]:
+    """(lines added, lines removed) by the opcodes: what a diff's hunks show as + and -."""
+    added = removed = 0
+    for tag, i1, i2, j1, j2 in opcodes:
+        if tag != "equal":
+            removed += i2 - i1
+            added += j2 - j1
+    return added, removed

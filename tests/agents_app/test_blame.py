@@ -29,6 +29,8 @@ def who(number: int) -> dict:
     return {
         "revision": number,
         "actor": f"actor-{number}",
+        # without a business time of its own a revision occurred when it was recorded
+        "occurred_at": (START + dt.timedelta(hours=number)).isoformat(),
         "recorded_at": (START + dt.timedelta(hours=number)).isoformat(),
         "reason": f"reason {number}",
     }
