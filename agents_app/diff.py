@@ -369,10 +369,15 @@ def _intraline(old_line: str, new_line: str, *, whole: bool = False) -> tuple[st
     """Both lines as HTML with the changed words wrapped in <del> and <ins> (`whole`: all of them)."""
     old_text = old_line[:-1] if old_line.endswith("\n") else old_line
     new_text = new_line[:-1] if new_line.endswith("\n") else new_line
+    if whole:
+        return (
+            _line_html(old_line, f"<del>{_text_html(old_text)}</del>" if old_text else ""),
+            _line_html(new_line, f"<ins>{_text_html(new_text)}</ins>" if new_text else ""),
+        )
     # Words, not characters: "Check the tests." -> "Check tests." marks "the ", not "he t".
     old_words, new_words = WORD.findall(old_text), WORD.findall(new_text)
     whole_line = [("replace", 0, len(old_words), 0, len(new_words))]
-    if whole or len(old_text) + len(new_text) > INTRALINE_MAX_CHARS:
+    if len(old_text) + len(new_text) > INTRALINE_MAX_CHARS:
         opcodes = whole_line  # huge: marking the whole line is cheap and reads as well
     else:
         opcodes = line_opcodes(old_words, new_words)
