@@ -14,7 +14,7 @@ work is bounded for every input up to that size, not only for typical ones:
    on each side are matched in order (patience diff: their longest increasing run) and the
    gaps between them are matched again, recursively.
 3. A large region without such anchors (alternating "a"/"b" lines) gets Myers' O((N+M)D)
-   search, which is fast when few lines differ, given at most `STEPS` steps.
+   search, which is fast when few lines differ, given at most `SEARCH_STEPS` steps.
 4. What is left when the budget is spent is replaced whole: still a correct edit script
    (applied to the old lines it gives the new ones, so the unified diff still applies), just
    not a minimal one.
@@ -32,9 +32,11 @@ Block = tuple[int, int, int]  # (old start, new start, length) of a run of equal
 EXACT_CELLS = 100_000_000
 # Every RapidFuzz call of one diff together: about 0.3 s.
 TOTAL_CELLS = 500_000_000
-# Python-level steps (a line compared, counted or placed) for patience anchors and Myers:
-# about 0.3 s together in the worst case; alternating lines moved by one take 260,000.
-STEPS = 1_000_000
+# Python-level steps (a line counted, compared or placed) for the patience anchors, and
+# for Myers' search, each about 0.3 s at worst: kept apart, so that anchors sought in vain
+# in a big region leave the search its steps (alternating lines moved by one take 260,000).
+ANCHOR_STEPS = 1_000_000
+SEARCH_STEPS = 1_000_000
 
 
 @dataclass
@@ -42,7 +44,8 @@ class _Matcher:
     old: list[int]
     new: list[int]
     cells: int = TOTAL_CELLS
-    steps: int = STEPS
+    anchor_steps: int = ANCHOR_STEPS
+    search_steps: int = SEARCH_STEPS
     blocks: list[Block] = field(default_factory=list)
 
     def match(self, alo: int, ahi: int, blo: int, bhi: int) -> None:
@@ -62,7 +65,7 @@ class _Matcher:
         tail = 0
         while tail < limit - head and old[ahi - 1 - tail] == new[bhi - 1 - tail]:
             tail += 1
-        self.steps -= head + tail
+        self.anchor_steps -= head + tail
         if head:
             self.blocks.append((alo, blo, head))
         alo, blo, ahi, bhi = alo + head, blo + head, ahi - tail, bhi - tail
@@ -83,8 +86,8 @@ class _Matcher:
 
     def _patience(self, alo: int, ahi: int, blo: int, bhi: int) -> bool:
         """Match the lines unique on both sides in order, then the gaps; False if there were none."""
-        self.steps -= 2 * ((ahi - alo) + (bhi - blo))
-        if self.steps < 0:
+        self.anchor_steps -= 2 * ((ahi - alo) + (bhi - blo))
+        if self.anchor_steps < 0:
             return False
         in_old: dict[int, int] = {}  # line -> its index, or -1 when it occurs more than once
         for i in range(alo, ahi):
@@ -97,7 +100,7 @@ class _Matcher:
         pairs = sorted((in_old[line], j) for line, j in in_new.items() if j >= 0)
         if not pairs:
             return False
-        self.steps -= len(pairs) * max(1, len(pairs).bit_length())
+        self.anchor_steps -= len(pairs) * max(1, len(pairs).bit_length())
         # The longest run of pairs increasing on both sides (patience sorting): tops[k] is the
         # pair that ends the best run of length k + 1 seen so far, with the smallest new index.
         tops: list[int] = []
@@ -145,12 +148,12 @@ class _Matcher:
                 while x < n and y < m and old[alo + x] == new[blo + y]:
                     x += 1
                     y += 1
-                self.steps -= x - start + 1
+                self.search_steps -= x - start + 1
                 frontier[offset + k] = x
                 if x >= n and y >= m:
                     self.blocks.extend(_myers_snakes(trace, n, m, alo, blo))
                     return
-            if self.steps < 0:
+            if self.search_steps < 0:
                 return  # too costly: the region stays replaced whole
 
 
@@ -183,7 +186,11 @@ def matching_blocks(old: list[str], new: list[str]) -> list[Block]:
     ids: dict[str, int] = {}
     # Lines as small integers: RapidFuzz and the dictionaries above then hash numbers, not text.
     matcher = _Matcher(
-        [ids.setdefault(line, len(ids)) for line in old], [ids.setdefault(line, len(ids)) for line in new]
+        [ids.setdefault(line, len(ids)) for line in old],
+        [ids.setdefault(line, len(ids)) for line in new],
+        cells=TOTAL_CELLS,
+        anchor_steps=ANCHOR_STEPS,
+        search_steps=SEARCH_STEPS,
     )
     matcher.match(0, len(old), 0, len(new))
     merged: list[Block] = []

@@ -13,6 +13,12 @@ from agents_app.line_matching import line_opcodes
 
 # 256 KiB (the document size limit) of pathological pairs.
 ALTERNATING = (["a\n", "b\n"] * 65536, ["b\n", "a\n"] * 65536)
+# Unique lines above the alternating ones (a cross-agent diff: the name differs): anchors
+# are sought first and must leave Myers' search its steps.
+RENAMED = (
+    ["---\n", "name: alpha\n", "description: d\n", "---\n", *ALTERNATING[0][:-4]],
+    ["---\n", "name: beta\n", "description: d\n", "---\n", *ALTERNATING[1][:-4]],
+)
 THREE_WAY = (["a\n", "b\n", "c\n"] * 43690, ["c\n", "b\n", "a\n"] * 43690)
 UNIQUE = [f"{number:05d}\n" for number in range(43690)]
 SHUFFLED = (UNIQUE, random.Random(13).sample(UNIQUE, len(UNIQUE)))
@@ -43,8 +49,8 @@ def applied(old: list[str], new: list[str], opcodes) -> tuple[list[str], int]:
 
 @pytest.mark.parametrize(
     ("pair", "fewest_kept"),
-    [(ALTERNATING, 131071), (THREE_WAY, 0), (SHUFFLED, 300)],
-    ids=["alternating", "three-way", "shuffled-unique"],
+    [(ALTERNATING, 131071), (RENAMED, 131070), (THREE_WAY, 0), (SHUFFLED, 300)],
+    ids=["alternating", "alternating-renamed", "three-way", "shuffled-unique"],
 )
 def test_a_256_kib_pathological_pair_gets_a_correct_edit_script(pair, fewest_kept):
     old, new = pair
@@ -103,5 +109,6 @@ def monkeypatch_cells():
 def starved():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(line_matching, "EXACT_CELLS", 0)
-        patch.setattr(line_matching, "STEPS", 5)
+        patch.setattr(line_matching, "ANCHOR_STEPS", 5)
+        patch.setattr(line_matching, "SEARCH_STEPS", 5)
         yield
