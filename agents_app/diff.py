@@ -2,7 +2,9 @@
 
 Pure functions over `DiffSide` values, no database: the REST API, the `agent_diff` command
 and the admin all build two sides from revision rows and call the same renderer, so the
-three can never disagree about what changed (API.md, "Diff").
+three can never disagree about what changed (API.md, "Diff"). Which lines changed is decided
+by `agents_app.line_matching`, bounded for any pair up to the size limit, which blame and the
+history's line counts use too.
 
 Lines are split on "\\n" only and keep their endings, because that is what `patch` and
 `git apply` count as a line: `str.splitlines()` would also break on "\\r", "\\x0c",
