@@ -2,7 +2,9 @@
 
 Pure functions over `DiffSide` values, no database: the REST API, the `agent_diff` command
 and the admin all build two sides from revision rows and call the same renderer, so the
-three can never disagree about what changed (API.md, "Diff").
+three can never disagree about what changed (API.md, "Diff"). Which lines changed is decided
+by `agents_app.line_matching`, bounded for any pair up to the size limit, which blame and the
+history's line counts use too.
 
 Lines are split on "\\n" only and keep their endings, because that is what `patch` and
 `git apply` count as a line: `str.splitlines()` would also break on "\\r", "\\x0c",
@@ -10,7 +12,6 @@ Lines are split on "\\n" only and keep their endings, because that is what `patc
 """
 
 import datetime as dt
-import difflib
 import html
 import json
 import re
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from django.utils.safestring import SafeString, mark_safe
-from rapidfuzz.distance import Indel
+
+from agents_app.line_matching import Opcode, line_opcodes, opcode_changes
 
 CONTEXT_LINES = 3
 
@@ -29,9 +31,12 @@ NO_NEWLINE_MARKER = "\\ No newline at end of file\n"
 PERMISSION_MODES = ("plan", "default", "acceptEdits", "bypassPermissions")
 DEFAULT_PERMISSION_MODE = "default"
 
-# SequenceMatcher is quadratic on characters; past this a replaced line is highlighted whole
-# instead of character by character, so one huge description line cannot stall a request.
+# Words of a replaced line are matched by the same algorithm as lines (bounded per call); past
+# this a replaced line is highlighted whole, so one huge description line costs nothing.
 INTRALINE_MAX_CHARS = 5000
+# Past this many characters of replaced lines in one diff the rest are highlighted whole: a
+# whole-file rewrite (131,000 one-character lines) would otherwise match words 131,000 times.
+INTRALINE_TOTAL_CHARS = 100_000
 # Below this share of common visible characters a replaced line is marked whole.
 INTRALINE_MIN_SIMILARITY = 0.4
 WORD = re.compile(r"\w+|\s+|[^\w\s]", re.UNICODE)
@@ -76,8 +81,10 @@ class RevisionLike(Protocol):
     actor: str
     recorded_at: dt.datetime
     frontmatter: dict[str, Any]
-    body: str
     tools: list[str] | None
+
+    @property
+    def body(self) -> str: ...  # a property of AgentRevision (an offset into the content)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,39 +153,9 @@ def _patch_line(prefix: str, line: str) -> str:
     return prefix + line + "\n" + NO_NEWLINE_MARKER
 
 
-Opcode = tuple[str, int, int, int, int]
-
-
-def line_opcodes(old_lines: list[str], new_lines: list[str]) -> list[Opcode]:
-    """difflib-style opcodes (tag, i1, i2, j1, j2) turning `old_lines` into `new_lines`.
-
-    A longest common subsequence of lines (RapidFuzz's Indel, in C++: the fewest lines
-    added and removed, as `git diff` aims for) instead of difflib's SequenceMatcher, whose
-    cost grows with the product of the lengths in Python: 9 us instead of 550 us for two
-    revisions of a 4 KB prompt 50 edits apart. The removals and additions between two runs
-    of equal lines become one `replace`, as in difflib, so a hunk shows the old lines, then
-    the new ones.
-    """
-    opcodes: list[Opcode] = []
-    for opcode in Indel.opcodes(old_lines, new_lines):
-        tag, i1, i2, j1, j2 = opcode.tag, opcode.src_start, opcode.src_end, opcode.dest_start, opcode.dest_end
-        if tag != "equal" and opcodes and opcodes[-1][0] != "equal":
-            _, start_i, _, start_j, _ = opcodes.pop()
-            tag, i1, j1 = "replace", start_i, start_j
-        elif tag != "equal" and i1 != i2 and j1 != j2:
-            tag = "replace"
-        opcodes.append((tag, i1, i2, j1, j2))
-    return opcodes
-
-
 def line_changes(old_lines: list[str], new_lines: list[str]) -> tuple[int, int]:
     """(lines added, lines removed): what the hunks of a diff of the two show as + and -."""
-    added = removed = 0
-    for tag, i1, i2, j1, j2 in line_opcodes(old_lines, new_lines):
-        if tag != "equal":
-            removed += i2 - i1
-            added += j2 - j1
-    return added, removed
+    return opcode_changes(line_opcodes(old_lines, new_lines))
 
 
 def _grouped(opcodes: list[Opcode], context: int) -> Iterator[list[Opcode]]:
@@ -379,31 +356,37 @@ def _line_html(line: str, inner: str | None = None) -> str:
     return shown
 
 
-def _similarity(old_words: list[str], new_words: list[str], matcher: difflib.SequenceMatcher) -> float:
+def _similarity(old_words: list[str], new_words: list[str], opcodes: list[Opcode]) -> float:
     """Share of the visible characters that the two lines have in common, word by word."""
     visible = sum(len(word) for word in (*old_words, *new_words) if not word.isspace())
     common = sum(
         len(word)
-        for block in matcher.get_matching_blocks()
-        for word in old_words[block.a : block.a + block.size]
+        for tag, i1, i2, _, _ in opcodes
+        if tag == "equal"
+        for word in old_words[i1:i2]
         if not word.isspace()
     )
     return 2 * common / visible if visible else 1.0
 
 
-def _intraline(old_line: str, new_line: str) -> tuple[str, str]:
-    """Both lines as HTML with the changed characters wrapped in <del> and <ins>."""
+def _intraline(old_line: str, new_line: str, *, whole: bool = False) -> tuple[str, str]:
+    """Both lines as HTML with the changed words wrapped in <del> and <ins> (`whole`: all of them)."""
     old_text = old_line[:-1] if old_line.endswith("\n") else old_line
     new_text = new_line[:-1] if new_line.endswith("\n") else new_line
+    if whole:
+        return (
+            _line_html(old_line, f"<del>{_text_html(old_text)}</del>" if old_text else ""),
+            _line_html(new_line, f"<ins>{_text_html(new_text)}</ins>" if new_text else ""),
+        )
     # Words, not characters: "Check the tests." -> "Check tests." marks "the ", not "he t".
     old_words, new_words = WORD.findall(old_text), WORD.findall(new_text)
-    matcher = difflib.SequenceMatcher(None, old_words, new_words, autojunk=False)
-    too_long = len(old_text) + len(new_text) > INTRALINE_MAX_CHARS
-    if too_long or _similarity(old_words, new_words, matcher) < INTRALINE_MIN_SIMILARITY:
-        # Mostly rewritten (or huge): marking the whole line reads better than a word soup.
-        opcodes = [("replace", 0, len(old_words), 0, len(new_words))]
+    whole_line = [("replace", 0, len(old_words), 0, len(new_words))]
+    if len(old_text) + len(new_text) > INTRALINE_MAX_CHARS:
+        opcodes = whole_line  # huge: marking the whole line is cheap and reads as well
     else:
-        opcodes = matcher.get_opcodes()
+        opcodes = line_opcodes(old_words, new_words)
+        if _similarity(old_words, new_words, opcodes) < INTRALINE_MIN_SIMILARITY:
+            opcodes = whole_line  # mostly rewritten: the whole line reads better than a word soup
     old_parts: list[str] = []
     new_parts: list[str] = []
     for tag, i1, i2, j1, j2 in opcodes:
@@ -466,7 +449,8 @@ def _equal_rows(
 
 
 def _file_rows(old_lines: list[str], new_lines: list[str]) -> list[str]:
-    opcodes = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_opcodes()
+    opcodes = line_opcodes(old_lines, new_lines)
+    intraline_left = INTRALINE_TOTAL_CHARS
     rows: list[str] = []
     for index, (tag, i1, i2, j1, j2) in enumerate(opcodes):
         if tag == "equal":
@@ -476,7 +460,9 @@ def _file_rows(old_lines: list[str], new_lines: list[str]) -> list[str]:
             continue
         paired = min(i2 - i1, j2 - j1) if tag == "replace" else 0
         for offset in range(paired):
-            old_html, new_html = _intraline(old_lines[i1 + offset], new_lines[j1 + offset])
+            old_line, new_line = old_lines[i1 + offset], new_lines[j1 + offset]
+            intraline_left -= len(old_line) + len(new_line)
+            old_html, new_html = _intraline(old_line, new_line, whole=intraline_left < 0)
             rows.append(_row("replace", i1 + offset + 1, old_html, j1 + offset + 1, new_html))
         for number in range(i1 + paired, i2):
             rows.append(_row("delete", number + 1, _line_html(old_lines[number]), None, ""))

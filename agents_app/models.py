@@ -105,6 +105,12 @@ class AgentRevision(models.Model):
     changed_keys = models.JSONField(default=list, help_text="Frontmatter keys added, removed or changed.")
     lines_added = models.PositiveIntegerField(default=0)
     lines_removed = models.PositiveIntegerField(default=0)
+    # Blame reads these from the one row it blames instead of replaying the history (agents_app.blame).
+    line_origins = models.JSONField(
+        null=True,
+        help_text="The revision that last wrote each body line: [revision, count, ...] in line order.",
+    )
+    key_origins = models.JSONField(null=True, help_text="Frontmatter key -> the revision that last set it.")
     stream_version = models.PositiveIntegerField()
     position = models.BigIntegerField()
 

@@ -7,14 +7,15 @@ is skipped, so applying a batch twice changes nothing.
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection
 
 from agents_app import event_types as types
-from agents_app.diff import line_changes
+from agents_app.blame import revision_origins
 from agents_app.document import body_lines, parse_agent_document
 from agents_app.exceptions import DocumentInvalid
+from agents_app.line_matching import line_opcodes, opcode_changes
 from agents_app.models import AgentCurrent, AgentRevision
 from events.projections import Projection
 from events.rows import rows_insert, rows_update
@@ -51,11 +52,6 @@ def parsed_fields(content: str) -> dict[str, Any]:
     }
 
 
-def body_line_changes(old: str, new: str) -> tuple[int, int]:
-    """(lines added, lines removed) between two bodies, counted as the diff's hunks count them."""
-    return line_changes(body_lines(old), body_lines(new))
-
-
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return sorted(key for key in old.keys() | new.keys() if old.get(key, ...) != new.get(key, ...))
 
@@ -71,8 +67,10 @@ _KEPT = ("id", "generation", "agent_id")
 _UPDATED_FIELDS = [field for field in AgentCurrent._meta.concrete_fields if field.name not in _KEPT]
 # What a revision changes in its agent's row; status, labels and created_* stay as they are.
 _REVISION_FIELDS = [
-    AgentCurrent._meta.get_field(name)
-    for name in (
+    field
+    for field in AgentCurrent._meta.concrete_fields
+    if field.name
+    in (
         "name",
         "revision",
         "stream_version",
@@ -231,7 +229,8 @@ class RevisionsProjection(Projection):
             agent_id_field = AgentRevision._meta.get_field("agent_id")
             quote = connection.ops.quote_name
             for row in AgentRevision.objects.raw(
-                "SELECT id, agent_id, revision, name, frontmatter, content, body_start"  # noqa: S608 - no input in it
+                "SELECT id, agent_id, revision, name, frontmatter, content, body_start,"  # noqa: S608 - no input in it
+                " line_origins, key_origins"
                 f" FROM {quote(AgentRevision._meta.db_table)} WHERE generation = %s AND ("
                 + " OR ".join(["(agent_id = %s AND revision = %s)"] * len(pairs))
                 + ")",
@@ -252,11 +251,32 @@ class RevisionsProjection(Projection):
             fields = parsed_fields(event.data["content"])
             name = fields.pop("name") or (prior.name if prior else "")
             row_body = event.data["content"][fields["body_start"] :]
+            opcodes = None
             if prior is None:
                 keys, (added, removed) = sorted(fields["frontmatter"]), (len(body_lines(row_body)), 0)
             else:
                 keys = changed_keys(prior.frontmatter, fields["frontmatter"])
-                added, removed = body_line_changes(prior.body, row_body)
+                # Lines added and removed as the diff's hunks count them: the same line matching,
+                # done once for the counts and the blame origins below.
+                opcodes = line_opcodes(body_lines(prior.body), body_lines(row_body))
+                added, removed = opcode_changes(opcodes)
+            # Each line's and key's origin, carried from the revision before: blame then reads
+            # one row, whatever the length of the history (agents_app.blame).
+            line_origins, key_origins = revision_origins(
+                revision=revision,
+                frontmatter=fields["frontmatter"],
+                body=row_body,
+                previous=None
+                if prior is None
+                # Never null: the projection writes both, migration 0005 filled older rows.
+                else (
+                    prior.frontmatter,
+                    prior.body,
+                    cast(list[int], prior.line_origins),
+                    cast(dict[str, int], prior.key_origins),
+                ),
+                opcodes=opcodes,
+            )
             occurred = event.metadata.get("occurred_at")
             row = AgentRevision(
                 generation=generation,
@@ -274,6 +294,8 @@ class RevisionsProjection(Projection):
                 changed_keys=keys,
                 lines_added=added,
                 lines_removed=removed,
+                line_origins=line_origins,
+                key_origins=key_origins,
                 stream_version=event.stream_version,
                 position=event.position,
                 **fields,

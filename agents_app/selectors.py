@@ -4,11 +4,13 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from agents_app import event_types as agent_event_types
+from agents_app.blame import attribution, blame_of
 from agents_app.exceptions import AgentNotFound, InvalidReference
 from agents_app.labels import LABEL_PATTERN
 from agents_app.models import AgentCurrent, AgentRevision
@@ -173,6 +175,39 @@ def revision_resolve(*, agent: AgentCurrent, ref: str) -> AgentRevision:
     if isinstance(target, dt.datetime):  # the row that answers the instant is the one wanted
         return revision_at(agent_id=agent.agent_id, at=target)
     return revision_get(agent_id=agent.agent_id, revision=_revision_number(agent=agent, ref=ref))
+
+
+# Revisions named per query by blame: well under SQLite's limit of bound parameters.
+BLAME_BATCH = 500
+
+
+def revision_blame(*, agent: AgentCurrent, ref: str) -> dict[str, Any]:
+    """The blame of the revision `ref` names (API.md): `revision`, `lines` and `frontmatter`.
+
+    Reads the blamed row, whose origins the revisions projection stored, then only the
+    attribution columns of the revisions those origins name: the work depends on the
+    blamed document, not on the length of the history before it.
+    """
+    row = revision_resolve(agent=agent, ref=ref)
+    line_origins, key_origins = row.line_origins or [], row.key_origins or {}
+    named = sorted({*line_origins[0::2], *key_origins.values()})
+    attributions: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(named), BLAME_BATCH):
+        for values in (
+            agent_revisions()
+            .filter(agent_id=agent.agent_id, revision__in=named[start : start + BLAME_BATCH])
+            .values("revision", "actor", "occurred_at", "recorded_at", "reason")
+        ):
+            attributions[values["revision"]] = attribution(**values)
+    return blame_of(
+        revision=row.revision,
+        frontmatter=row.frontmatter,
+        body=row.body,
+        content=row.content,
+        line_origins=line_origins,
+        key_origins=key_origins,
+        attributions=attributions,
+    )
 
 
 def revision_pair(

@@ -38,7 +38,7 @@ def unschedule_purge(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents_app', '0004_body_as_an_offset_into_the_content'),
+        ('agents_app', '0005_blame_origins_on_revisions'),
         ('events', '0005_log_verification'),
         ('django_celery_beat', '0019_alter_periodictasks_options'),
     ]

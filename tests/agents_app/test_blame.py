@@ -1,11 +1,24 @@
 """Blame of body lines and frontmatter keys (API.md, `GET /agents/{name}/blame/`)."""
 
 import datetime as dt
+import importlib
+import random
+import uuid
 from types import SimpleNamespace
 
 import pytest
+from django.apps import apps as django_apps
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from agents_app.blame import BlameRevision, blame
+from agents_app.models import AgentRevision
+from agents_app.projections import REVISIONS
+from agents_app.selectors import agent_get, agent_revisions, revision_blame, revision_list
+from agents_app.services import ChangeContext, agent_create, agent_revise
+from events.models import Checkpoint
+from events.projections import projection_rebuild
+from tests.conftest import agent_text
 
 START = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -29,6 +42,8 @@ def who(number: int) -> dict:
     return {
         "revision": number,
         "actor": f"actor-{number}",
+        # without a business time of its own a revision occurred when it was recorded
+        "occurred_at": (START + dt.timedelta(hours=number)).isoformat(),
         "recorded_at": (START + dt.timedelta(hours=number)).isoformat(),
         "reason": f"reason {number}",
     }
@@ -190,3 +205,117 @@ def test_a_long_history_is_blamed_line_by_line():
 def test_blame_needs_a_revision():
     with pytest.raises(ValueError, match="at least one revision"):
         blame([])
+
+
+# ---------------------------------------------------------------------------------------
+# Stored origins: blame reads one revision, whatever the length of the history
+# ---------------------------------------------------------------------------------------
+
+CONTEXT = ChangeContext(actor="alice", source="cli", reason="blame test")
+
+
+@pytest.fixture
+def commit(django_capture_on_commit_callbacks):
+    """Call a write service, then run what it queued for after COMMIT (the projection catch-up)."""
+
+    def run(service, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return service(**kwargs)
+
+    return run
+
+
+def edited_history(commit, revisions: int, *, seed: int = 7) -> uuid.UUID:
+    """An agent whose revisions insert, delete, rewrite and restore lines and keys at random."""
+    shuffle = random.Random(seed)
+    lines = [f"line {n}" for n in range(12)]
+    extra: dict[str, str] = {}
+    agent_id = None
+    for number in range(1, revisions + 1):
+        if number > 1:
+            edit = shuffle.choice(["insert", "delete", "rewrite", "restore", "key", "unkey"])
+            at = shuffle.randrange(len(lines) + 1)
+            if edit == "insert" or not lines:
+                lines.insert(at, f"new in {number}")
+            elif edit == "delete":
+                del lines[min(at, len(lines) - 1)]
+            elif edit == "rewrite":
+                lines[min(at, len(lines) - 1)] = f"rewritten in {number}"
+            elif edit == "restore":
+                lines.insert(at, "line 3")  # a line that was there before comes back
+            elif edit == "key":
+                extra[shuffle.choice(["model", "color", "effort"])] = shuffle.choice(["opus", "red", "high"])
+            else:
+                extra.pop(shuffle.choice(["model", "color", "effort"]), None)
+        keys = "".join(f"{key}: {value}\n" for key, value in extra.items())
+        body = "".join(f"{line}\n" for line in lines) + f"rev {number}\n"
+        content = agent_text("blamed", extra=keys, body=body)
+        if agent_id is None:
+            agent_id = commit(agent_create, content=content, context=CONTEXT).agent_id
+        else:
+            commit(agent_revise, agent_id=agent_id, content=content, context=CONTEXT)
+    return agent_id
+
+
+@pytest.mark.django_db
+def test_blame_from_the_stored_origins_equals_replaying_the_whole_history(commit):
+    agent_id = edited_history(commit, 40)
+    agent = agent_get(agent_id=agent_id)
+    rows = list(revision_list(agent_id=agent_id))
+
+    for number in (1, 2, 17, 39, 40):
+        replayed = blame([BlameRevision.from_revision(row) for row in rows[:number]])
+        assert revision_blame(agent=agent, ref=str(number)) == replayed
+
+
+@pytest.mark.django_db
+def test_blame_reads_one_revision_row_and_the_attributions_it_names_whatever_the_history(commit, monkeypatch):
+    agent_id = edited_history(commit, 60)
+    agent = agent_get(agent_id=agent_id)
+    loaded: list[int] = []
+    from_db = AgentRevision.from_db.__func__
+
+    def counting(cls, db, field_names, values):
+        row = from_db(cls, db, field_names, values)
+        loaded.append(row.revision)
+        return row
+
+    monkeypatch.setattr(AgentRevision, "from_db", classmethod(counting))
+
+    def blamed(ref: str) -> tuple[int, list[int]]:
+        loaded.clear()
+        with CaptureQueriesContext(connection) as queries:
+            result = revision_blame(agent=agent, ref=ref)
+        assert result["revision"] == int(ref)
+        return len(queries), list(loaded)
+
+    early, late = blamed("5"), blamed("60")
+
+    assert early == (2, [5]) and late == (2, [60])  # the row, then the attribution columns
+
+
+@pytest.mark.django_db
+def test_a_rebuild_recomputes_the_same_origins_and_verify_notices_altered_ones(commit):
+    agent_id = edited_history(commit, 25)
+    stored = list(agent_revisions().order_by("revision").values_list("line_origins", "key_origins"))
+    live = Checkpoint.objects.get(projection=REVISIONS, is_live=True).generation
+    AgentRevision.objects.filter(generation=live, agent_id=agent_id, revision=25).update(line_origins=[1, 1])
+
+    result = projection_rebuild(name=REVISIONS, verify=True)
+
+    assert len(result.differences) == 1 and "'line_origins'" in result.differences[0]
+    assert list(agent_revisions().order_by("revision").values_list("line_origins", "key_origins")) == stored
+
+
+@pytest.mark.django_db
+def test_the_migration_fills_the_origins_of_existing_rows_as_the_projection_does(commit):
+    edited_history(commit, 30, seed=11)
+    edited_history_name_two = agent_text("other", body="x\ny\n")
+    commit(agent_create, content=edited_history_name_two, context=CONTEXT)
+    stored = list(AgentRevision.objects.order_by("id").values_list("line_origins", "key_origins"))
+    AgentRevision.objects.update(line_origins=None, key_origins=None)
+    migration = importlib.import_module("agents_app.migrations.0005_blame_origins_on_revisions")
+
+    migration.fill_origins(django_apps, None)
+
+    assert list(AgentRevision.objects.order_by("id").values_list("line_origins", "key_origins")) == stored

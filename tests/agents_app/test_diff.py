@@ -434,10 +434,10 @@ def test_html_is_a_side_by_side_table_with_intraline_highlights():
     assert '<table class="agent-diff">' in fragment
     assert '<th colspan="2">reviewer@1</th><th colspan="2">reviewer@2</th>' in fragment
     # words, not characters: "the " is what went, not "he t"
-    assert '<td class="text old">Check<del> the</del> tests.</td>' in fragment
+    assert '<td class="text old">Check <del>the </del>tests.</td>' in fragment
     assert (
         '<tr class="replace"><td class="lineno">5</td><td class="text old">Review carefully.</td>'
-        '<td class="lineno">6</td><td class="text new">Review<ins> very</ins> carefully.</td></tr>'
+        '<td class="lineno">6</td><td class="text new">Review <ins>very </ins>carefully.</td></tr>'
     ) in fragment
     assert (
         '<tr class="insert"><td class="lineno"></td><td class="text old empty"></td>'
@@ -518,3 +518,15 @@ def test_hunks_are_cut_as_difflib_cuts_them(old, new):
     expected = [] if old == new else list(matcher.get_grouped_opcodes(3))
 
     assert list(_grouped(matcher.get_opcodes(), 3)) == expected
+
+
+def test_past_the_intraline_budget_replaced_lines_are_highlighted_whole(monkeypatch):
+    monkeypatch.setattr("agents_app.diff.INTRALINE_TOTAL_CHARS", 60)
+    old = doc(body="".join(f"Review file {n} carefully.\n" for n in range(4)))
+    new = doc(body="".join(f"Review file {n} quickly.\n" for n in range(4)))
+
+    fragment = html_diff(old=side(old), new=side(new, revision=2))
+
+    # The first pair fits the budget: its words are matched; the rest are marked whole.
+    assert fragment.count("<del>carefully</del>") == 1
+    assert fragment.count("<del>Review file") == 3 and fragment.count("<ins>Review file") == 3

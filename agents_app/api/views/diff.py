@@ -12,10 +12,9 @@ from agents_app.api.errors import InvalidParameter
 from agents_app.api.permissions import VIEW
 from agents_app.api.renderers import HTMLFragmentRenderer, UnifiedDiffRenderer
 from agents_app.api.views.base import ApiView
-from agents_app.blame import BlameRevision, blame
 from agents_app.diff import DiffSide, html_diff, revision_diff, unified_diff
 from agents_app.document import NAME_PATTERN
-from agents_app.selectors import agent_get, revision_list, revision_pair, revision_resolve
+from agents_app.selectors import agent_get, revision_blame, revision_pair, revision_resolve
 
 DIFF_RESPONSES = {
     (200, "application/json"): out.DiffOutputSerializer,
@@ -26,7 +25,7 @@ DIFF_RESPONSES = {
 }
 
 
-def _diff_response(request: Request, old, new) -> Response:
+def _diff_response(request: Request, old, new) -> HttpResponse:
     old_side, new_side = DiffSide.from_revision(old), DiffSide.from_revision(new)
     renderer = request.accepted_renderer.format
     if renderer == "unified":
@@ -56,7 +55,7 @@ class AgentDiffApi(ApiView):
         ],
         responses=DIFF_RESPONSES,
     )
-    def get(self, request: Request, name: str) -> Response:
+    def get(self, request: Request, name: str) -> HttpResponse:
         # Without `from`, the revision before `to`; before the first revision there is none: an
         # empty diff of it with itself, not an error.
         old, new = revision_pair(
@@ -92,7 +91,7 @@ class CrossDiffApi(ApiView):
         ],
         responses=DIFF_RESPONSES,
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         return _diff_response(request, self._side("left"), self._side("right"))
 
 
@@ -108,7 +107,5 @@ class AgentBlameApi(ApiView):
     )
     def get(self, request: Request, name: str) -> Response:
         agent = self.agent()
-        target = revision_resolve(agent=agent, ref=request.query_params.get("ref") or "latest")
-        history = revision_list(agent_id=agent.agent_id).filter(revision__lte=target.revision)
-        result = blame([BlameRevision.from_revision(row) for row in history])
+        result = revision_blame(agent=agent, ref=request.query_params.get("ref") or "latest")
         return Response({"agent": agent.name, **result})

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from agents_app.models import AgentRevision
 from events.models import Event
 from tests.agents_app.api.conftest import assert_problem
 from tests.conftest import agent_text
@@ -544,3 +545,28 @@ def test_blame_numbers_body_lines_as_the_diff_does_only_a_newline_ends_a_line(ed
     body = editor_api.get(BLAME).json()
 
     assert [line["text"] for line in body["lines"]] == ["one\x0cstill one", "A lone\rCR", "three\u2028same"]
+
+
+def test_blame_reads_the_blamed_revision_row_alone_however_long_the_history(editor_api, monkeypatch):
+    content = agent_text("reviewer", body="line one\nline two\n")
+    create(editor_api, content)
+    for version in range(1, 30):
+        content = content.replace(f"\n{version - 1}\n", "\n") + f"{version}\n"
+        revise(editor_api, "reviewer", content, version=version)
+    loaded: list[int] = []
+    from_db = AgentRevision.from_db.__func__
+
+    def counting(cls, db, field_names, values):
+        row = from_db(cls, db, field_names, values)
+        loaded.append(row.revision)
+        return row
+
+    monkeypatch.setattr(AgentRevision, "from_db", classmethod(counting))
+
+    early = editor_api.get(f"{BLAME}?ref=3")
+    early_rows, loaded[:] = list(loaded), []
+    late = editor_api.get(f"{BLAME}?ref=30")
+
+    assert early.status_code == late.status_code == 200
+    assert [line["revision"] for line in late.json()["lines"]] == [1, 1, 30]
+    assert early_rows == [3] and loaded == [30]  # not every revision before it
