@@ -17,7 +17,7 @@ from agents_app.projections import REVISIONS
 from agents_app.selectors import agent_get, agent_revisions, revision_blame, revision_list
 from agents_app.services import ChangeContext, agent_create, agent_revise
 from events.models import Checkpoint
-from events.projections import projection_rebuild
+from events.rebuild import projection_rebuild
 from tests.conftest import agent_text
 
 START = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
