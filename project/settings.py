@@ -67,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After a successful write request: start webhook delivery now instead of at the next beat tick.
+    "agents_app.webhooks.middleware.WebhookWakeMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -272,6 +274,22 @@ PROJECTION_WAIT_SECONDS = env.float("PROJECTION_WAIT_SECONDS", default=10.0)
 EVENT_SEAL_SECONDS = env.int("EVENT_SEAL_SECONDS", default=30)
 EVENT_SEAL_MAX_EVENTS = env.int("EVENT_SEAL_MAX_EVENTS", default=10_000)
 EVENT_VERIFY_BATCH_SIZE = env.int("EVENT_VERIFY_BATCH_SIZE", default=2000)
+
+# ------------------------------------------------------------------------------
+# Webhooks (agents_app.webhooks)
+# ------------------------------------------------------------------------------
+# Deliveries go to https URLs and public addresses only; these two open http and private,
+# loopback and link-local addresses, for development and tests only.
+WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
+# Seconds to connect and to wait for the answer: a slow endpoint only delays its own events.
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=3.0)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=5.0)
+# Consecutive failed attempts after which a subscription is paused (PATCH active=true resumes it).
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
+# Backoff after the n-th failure: min(MAX, BASE * 2**(n-1)) seconds, with full jitter.
+WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=2.0)
+WEBHOOK_BACKOFF_MAX_SECONDS = env.float("WEBHOOK_BACKOFF_MAX_SECONDS", default=600.0)
 
 # ------------------------------------------------------------------------------
 # Logging
