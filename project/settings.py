@@ -290,6 +290,10 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
 # Backoff after the n-th failure: min(MAX, BASE * 2**(n-1)) seconds, with full jitter.
 WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=2.0)
 WEBHOOK_BACKOFF_MAX_SECONDS = env.float("WEBHOOK_BACKOFF_MAX_SECONDS", default=600.0)
+# Embedded mode (Celery eager, no worker): deliveries run in a background thread of the process
+# that wrote. Not from the environment: the test suite turns it off (tests/conftest.py) except
+# where a test exercises it, so no stray thread touches a test's database.
+WEBHOOK_EAGER_THREADS = True
 
 # ------------------------------------------------------------------------------
 # Logging

@@ -193,6 +193,7 @@ def webhook_update(*, subscription_id: int, changes: dict[str, Any]) -> WebhookS
         if subscription is None:
             raise WebhookNotFound(f"no webhook {subscription_id}")
         resumed = clean.get("active") is True and not subscription.active
+        paused = clean.get("active") is False and subscription.active
         for field, value in clean.items():
             setattr(subscription, field, value)
         if resumed:
@@ -200,7 +201,7 @@ def webhook_update(*, subscription_id: int, changes: dict[str, Any]) -> WebhookS
             subscription.next_attempt_at = None
             subscription.paused_reason = ""
             subscription.paused_at = None
-        elif clean.get("active") is False and subscription.active:
+        elif paused:
             subscription.paused_reason = "paused by an operator"
             subscription.paused_at = timezone.now()
         subscription.save()
@@ -588,6 +589,8 @@ _background_again: set[str] = set()
 
 
 def _in_background(key: str, work) -> None:
+    if not settings.WEBHOOK_EAGER_THREADS:
+        return
     with _background_lock:
         if key in _background_running:
             _background_again.add(key)

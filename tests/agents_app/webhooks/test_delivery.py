@@ -28,6 +28,11 @@ pytestmark = pytest.mark.django_db
 threaded = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.fixture
+def eager_threads(settings):
+    settings.WEBHOOK_EAGER_THREADS = True
+
+
 def _threaded(test):
     for mark in reversed(threaded):
         test = mark(test)
@@ -321,7 +326,7 @@ def test_a_dns_answer_changed_to_a_private_address_is_refused_at_delivery(
 
 @_threaded
 def test_a_slow_receiver_does_not_slow_writes_in_the_embedded_mode(
-    allow_local, receiver, users_staff_client, make_agent_text
+    allow_local, eager_threads, receiver, users_staff_client, make_agent_text
 ):
     assert allow_local.CELERY_TASK_ALWAYS_EAGER
     receiver.hold = threading.Event()
@@ -354,7 +359,9 @@ def test_a_slow_receiver_does_not_slow_writes_in_the_embedded_mode(
 
 
 @_threaded
-def test_one_dead_subscription_does_not_delay_another(allow_local, make_receiver, context, make_agent_text):
+def test_one_dead_subscription_does_not_delay_another(
+    allow_local, eager_threads, make_receiver, context, make_agent_text
+):
     dead, alive = make_receiver(), make_receiver()
     dead.hold = threading.Event()  # takes the whole read timeout to fail
     allow_local.WEBHOOK_READ_TIMEOUT = 5.0
@@ -382,7 +389,9 @@ def users_staff_client(django_user_model) -> Client:
     return client
 
 
-def test_label_moves_carry_the_label_and_the_current_agent_name(allow_local, receiver, context, make_agent_text):
+def test_label_moves_carry_the_label_and_the_current_agent_name(
+    allow_local, receiver, context, make_agent_text
+):
     subscription, secret = _subscribe(receiver.url, event_types=["agent.label_moved"])
     created = agent_create(content=make_agent_text("reviewer"), context=context)
     agent_label_move(agent_id=created.agent_id, label="production", revision=1, context=context)
