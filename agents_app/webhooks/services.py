@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
@@ -535,7 +536,7 @@ def webhooks_wake() -> None:
     """
     if not WebhookSubscription.objects.filter(active=True).exists():
         return
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    if _eager():
         _in_background("dispatch", webhooks_dispatch)
         return
     from agents_app.tasks import webhooks_dispatch_task
@@ -546,8 +547,13 @@ def webhooks_wake() -> None:
         logger.warning("could not queue the webhook dispatch; beat will run it", exc_info=True)
 
 
+def _eager() -> bool:
+    """Tasks run in process (no broker): the Celery app's own setting, which tests switch."""
+    return bool(current_app.conf.task_always_eager)
+
+
 def webhook_run_soon(*, subscription_id: int) -> None:
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    if _eager():
         _in_background(f"deliver-{subscription_id}", lambda: _eager_follow(subscription_id))
         return
     from agents_app.tasks import webhook_deliver_task
@@ -559,7 +565,7 @@ def webhook_run_soon(*, subscription_id: int) -> None:
 
 
 def _redeliver_soon(*, subscription_id: int, position: int) -> None:
-    if settings.CELERY_TASK_ALWAYS_EAGER:
+    if _eager():
         _in_background(
             f"redeliver-{subscription_id}-{position}",
             lambda: webhook_redeliver_send(subscription_id=subscription_id, position=position),
