@@ -6,6 +6,9 @@ import pytest
 
 from tests.agents_app.webhooks.receiver import Receiver
 
+# The real-worker machinery (a queue of the test's own in Redis, publishing to it, workers).
+from tests.events.test_celery_worker import publish_to_redis, queue, start_worker  # noqa: F401
+
 
 @pytest.fixture
 def allow_local(settings):

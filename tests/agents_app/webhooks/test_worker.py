@@ -18,11 +18,6 @@ from agents_app.webhooks.models import WebhookDelivery, WebhookSubscription
 from agents_app.webhooks.services import webhook_create, webhooks_dispatch
 from events.selectors import head_position
 from tests.agents_app.webhooks.receiver import wait_until
-from tests.events.test_celery_worker import (  # noqa: F401 (fixtures)
-    publish_to_redis,
-    queue,
-    start_worker,
-)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
