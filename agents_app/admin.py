@@ -19,13 +19,23 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
+from agents_app import event_types as agent_event_types
 from agents_app import services
 from agents_app.diff import DiffSide, html_diff, revision_diff
 from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand
-from agents_app.models import AgentCurrent, ApiToken
+from agents_app.models import AgentCurrent, ApiToken, WebhookDelivery, WebhookSubscription
 from agents_app.selectors import agents_current, changes_since, label_moves_page, revision_get, revision_list
 from agents_app.tokens import MAX_DAYS, MIN_DAYS, api_token_create, api_token_revoke, api_token_state
+from agents_app.webhooks.selectors import webhook_deliveries
+from agents_app.webhooks.services import (
+    WebhookInvalid,
+    webhook_create,
+    webhook_redeliver,
+    webhook_update,
+    webhook_validate,
+)
 from events.exceptions import ConcurrencyConflict
 
 admin.site.site_header = "agent-registry"
@@ -701,3 +711,232 @@ class ApiTokenAdmin(admin.ModelAdmin):
             api_token_revoke(token=token)
             revoked += 1
         self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
+
+
+# ------------------------------------------------------------------------------
+# Webhooks
+# ------------------------------------------------------------------------------
+
+
+class WebhookForm(forms.ModelForm):
+    """Event types and agent names as comma-separated text; every rule is the service's."""
+
+    events = forms.CharField(
+        initial="*",
+        help_text=f"Comma-separated event types ({', '.join(sorted(agent_event_types.ALL))}), or *",
+    )
+    agents = forms.CharField(required=False, help_text="Comma-separated agent names; empty: every agent")
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ["url", "events", "agents", "description", "active"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["events"] = ", ".join(self.instance.event_types)
+            self.initial["agents"] = ", ".join(self.instance.agent_names)
+
+    def clean(self):
+        cleaned = super().clean()
+        changes = {
+            "url": cleaned.get("url") or self.data.get("url", ""),
+            "event_types": _split(cleaned.get("events", "")),
+            "agent_names": _split(cleaned.get("agents", "")),
+            "description": cleaned.get("description", ""),
+            "active": bool(cleaned.get("active")),
+        }
+        try:
+            self.changes = webhook_validate(changes)
+        except WebhookInvalid as exc:
+            for field, message in exc.errors:
+                self.add_error({"event_types": "events", "agent_names": "agents"}.get(field, field), message)
+        return cleaned
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    """Subscriptions: the secret is shown once after adding; the delivery log is a linked page."""
+
+    form = WebhookForm
+    list_display = ["id", "url", "events_shown", "state", "checkpoint", "failures", "log_link", "created_at"]
+    list_display_links = ["id", "url"]
+    list_filter = ["active"]
+    search_fields = ["url", "description"]
+    readonly = [
+        "checkpoint",
+        "failures",
+        "next_attempt_at",
+        "paused_reason",
+        "paused_at",
+        "created_by",
+        "created_at",
+    ]
+    ordering = ["id"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = [(None, {"fields": ["url", "events", "agents", "description", "active"]})]
+        if obj is not None:
+            fieldsets.append(("Delivery", {"fields": [*self.readonly, "recent_deliveries"]}))
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else [*self.readonly, "recent_deliveries"]
+
+    @admin.display(description="events")
+    def events_shown(self, subscription: WebhookSubscription) -> str:
+        return ", ".join(subscription.event_types)
+
+    @admin.display(description="state")
+    def state(self, subscription: WebhookSubscription) -> str:
+        if subscription.active:
+            return "backing off" if subscription.failures else "active"
+        return f"paused: {subscription.paused_reason}" if subscription.paused_reason else "paused"
+
+    @admin.display(description="deliveries")
+    def log_link(self, subscription: WebhookSubscription) -> str:
+        url = (
+            reverse("admin:agents_app_webhookdelivery_changelist")
+            + f"?subscription__id__exact={subscription.pk}"
+        )
+        return format_html('<a href="{}">delivery log</a>', url)
+
+    @admin.display(description="recent deliveries")
+    def recent_deliveries(self, subscription: WebhookSubscription) -> str:
+        rows = list(webhook_deliveries(subscription_id=subscription.pk)[:10])
+        if not rows:
+            return "none yet"
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td>"
+            '<td><a href="{}">Redeliver</a></td></tr>',
+            (
+                (
+                    f"{d.attempted_at:%Y-%m-%d %H:%M:%S}",
+                    d.position,
+                    d.event_type,
+                    d.attempt,
+                    d.status_code if d.status_code is not None else "-",
+                    d.latency_ms,
+                    d.error[:120] or "ok",
+                    reverse("admin:agents_app_webhookdelivery_redeliver", args=[d.pk]),
+                )
+                for d in rows
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>attempted</th><th>position</th><th>type</th><th>attempt</th>"
+            "<th>status</th><th>latency</th><th>error</th><th></th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">The whole delivery log</a></p>',
+            body,
+            self.log_link_url(subscription),
+        )
+
+    def log_link_url(self, subscription: WebhookSubscription) -> str:
+        return (
+            reverse("admin:agents_app_webhookdelivery_changelist")
+            + f"?subscription__id__exact={subscription.pk}"
+        )
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = webhook_update(subscription_id=obj.pk, changes=form.changes)
+        else:
+            saved, secret = webhook_create(**form.changes, created_by_id=request.user.pk)
+            # Server-side (the session), for the one page that shows it: not in a message cookie.
+            request.session[f"webhook-secret-{saved.pk}"] = secret
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change):
+        pass  # no relations edited here
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # To the change page, the one place the new secret is shown.
+        return HttpResponseRedirect(reverse("admin:agents_app_webhooksubscription_change", args=[obj.pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        if request.method == "GET":
+            extra_context["signing_secret"] = request.session.pop(f"webhook-secret-{object_id}", None)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """The delivery log: read-only, newest first, with a Redeliver button per attempt."""
+
+    list_display = [
+        "attempted_at",
+        "subscription_id",
+        "position",
+        "event_type",
+        "attempt",
+        "status_code",
+        "succeeded",
+        "latency_ms",
+        "error_shown",
+        "redeliver_link",
+    ]
+    list_filter = ["succeeded", "redelivery", "subscription"]
+    list_select_related = ["subscription"]
+    ordering = ["-id"]
+    list_per_page = 50
+
+    @admin.display(description="webhook")
+    def subscription_id(self, delivery: WebhookDelivery) -> int:
+        return delivery.subscription.pk
+
+    @admin.display(description="error")
+    def error_shown(self, delivery: WebhookDelivery) -> str:
+        return delivery.error[:160] or "-"
+
+    @admin.display(description="")
+    def redeliver_link(self, delivery: WebhookDelivery) -> str:
+        url = reverse("admin:agents_app_webhookdelivery_redeliver", args=[delivery.pk])
+        return format_html('<a class="button" href="{}">Redeliver</a>', url)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:delivery_id>/redeliver/",
+                self.admin_site.admin_view(self.redeliver_view),
+                name="agents_app_webhookdelivery_redeliver",
+            ),
+            *super().get_urls(),
+        ]
+
+    def redeliver_view(self, request, delivery_id: int):
+        if not request.user.has_perm("agents_app.change_webhooksubscription"):
+            raise PermissionDenied
+        delivery = WebhookDelivery.objects.select_related("subscription").filter(pk=delivery_id).first()
+        if delivery is None:
+            raise Http404("no such delivery")
+        back = reverse("admin:agents_app_webhookdelivery_changelist") + (
+            f"?subscription__id__exact={delivery.subscription.pk}"
+        )
+        if request.method == "POST":
+            webhook_redeliver(subscription_id=delivery.subscription.pk, delivery_id=delivery.pk)
+            messages.success(request, f"Event {delivery.position} is queued to be sent once more.")
+            return HttpResponseRedirect(back)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Redeliver event {delivery.position}",
+            "delivery": delivery,
+            "back": back,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/agents_app/webhookdelivery/redeliver.html", context)

@@ -155,6 +155,11 @@ def _validated(changes: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
+def webhook_validate(changes: dict[str, Any]) -> dict[str, Any]:
+    """Check subscription fields (for forms that want the errors before saving); WebhookInvalid."""
+    return _validated(changes)
+
+
 def webhook_create(
     *,
     url: str,
