@@ -721,6 +721,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 class WebhookForm(forms.ModelForm):
     """Event types and agent names as comma-separated text; every rule is the service's."""
 
+    url = forms.URLField(max_length=2000, assume_scheme="https", help_text="https URL of the receiver")
     events = forms.CharField(
         initial="*",
         help_text=f"Comma-separated event types ({', '.join(sorted(agent_event_types.ALL))}), or *",
