@@ -19,7 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from agents_app import event_types as agent_event_types
 from agents_app import services
@@ -721,12 +721,22 @@ class ApiTokenAdmin(admin.ModelAdmin):
 class WebhookForm(forms.ModelForm):
     """Event types and agent names as comma-separated text; every rule is the service's."""
 
-    url = forms.URLField(max_length=2000, assume_scheme="https", help_text="https URL of the receiver")
+    url = forms.URLField(
+        max_length=2000,
+        assume_scheme="https",
+        help_text="https URL of the receiver",
+        widget=forms.URLInput(attrs={"class": "vTextField"}),
+    )
     events = forms.CharField(
         initial="*",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
         help_text=f"Comma-separated event types ({', '.join(sorted(agent_event_types.ALL))}), or *",
     )
-    agents = forms.CharField(required=False, help_text="Comma-separated agent names; empty: every agent")
+    agents = forms.CharField(
+        required=False,
+        help_text="Comma-separated agent names; empty: every agent",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
 
     class Meta:
         model = WebhookSubscription
@@ -764,9 +774,11 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
     """Subscriptions: the secret is shown once after adding; the delivery log is a linked page."""
 
     form = WebhookForm
-    list_display = ["id", "url", "events_shown", "state", "checkpoint", "failures", "log_link", "created_at"]
-    list_display_links = ["id", "url"]
-    list_filter = ["active"]
+    # Few columns, no filter sidebar and no bulk actions (deleting is on the change page):
+    # the list must fit next to the admin's navigation at 900 px.
+    list_display = ["url", "description", "events_shown", "state", "log_link"]
+    list_display_links = ["url"]
+    actions = None
     search_fields = ["url", "description"]
     readonly = [
         "checkpoint",
@@ -782,11 +794,11 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         fieldsets = [(None, {"fields": ["url", "events", "agents", "description", "active"]})]
         if obj is not None:
-            fieldsets.append(("Delivery", {"fields": [*self.readonly, "recent_deliveries"]}))
+            fieldsets.append(("Delivery", {"fields": self.readonly}))
         return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else [*self.readonly, "recent_deliveries"]
+        return [] if obj is None else self.readonly
 
     @admin.display(description="events")
     def events_shown(self, subscription: WebhookSubscription) -> str:
@@ -794,48 +806,14 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
 
     @admin.display(description="state")
     def state(self, subscription: WebhookSubscription) -> str:
+        # Short, so that the list fits 900 px; the reason is on the change page.
         if subscription.active:
-            return "backing off" if subscription.failures else "active"
-        return f"paused: {subscription.paused_reason}" if subscription.paused_reason else "paused"
+            return f"backing off ({subscription.failures} failures)" if subscription.failures else "active"
+        return f"paused ({subscription.failures} failures)" if subscription.failures else "paused"
 
-    @admin.display(description="deliveries")
+    @admin.display(description="log")
     def log_link(self, subscription: WebhookSubscription) -> str:
-        url = (
-            reverse("admin:agents_app_webhookdelivery_changelist")
-            + f"?subscription__id__exact={subscription.pk}"
-        )
-        return format_html('<a href="{}">delivery log</a>', url)
-
-    @admin.display(description="recent deliveries")
-    def recent_deliveries(self, subscription: WebhookSubscription) -> str:
-        rows = list(webhook_deliveries(subscription_id=subscription.pk)[:10])
-        if not rows:
-            return "none yet"
-        body = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td>"
-            '<td><a href="{}">Redeliver</a></td></tr>',
-            (
-                (
-                    f"{d.attempted_at:%Y-%m-%d %H:%M:%S}",
-                    d.position,
-                    d.event_type,
-                    d.attempt,
-                    d.status_code if d.status_code is not None else "-",
-                    d.latency_ms,
-                    d.error[:120] or "ok",
-                    reverse("admin:agents_app_webhookdelivery_redeliver", args=[d.pk]),
-                )
-                for d in rows
-            ),
-        )
-        return format_html(
-            "<table><thead><tr><th>attempted</th><th>position</th><th>type</th><th>attempt</th>"
-            "<th>status</th><th>latency</th><th>error</th><th></th></tr></thead><tbody>{}</tbody></table>"
-            '<p><a href="{}">The whole delivery log</a></p>',
-            body,
-            self.log_link_url(subscription),
-        )
+        return format_html('<a href="{}">log</a>', self.log_link_url(subscription))
 
     def log_link_url(self, subscription: WebhookSubscription) -> str:
         return (
@@ -864,6 +842,14 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
         extra_context = dict(extra_context or {})
         if request.method == "GET":
             extra_context["signing_secret"] = request.session.pop(f"webhook-secret-{object_id}", None)
+        # Below the form at full width (a table in a read-only field is squeezed at 900 px).
+        if str(object_id).isdigit():
+            extra_context["recent_deliveries"] = [
+                (delivery, reverse("admin:agents_app_webhookdelivery_redeliver", args=[delivery.pk]))
+                for delivery in webhook_deliveries(subscription_id=int(object_id))[:10]
+            ]
+            changelist = reverse("admin:agents_app_webhookdelivery_changelist")
+            extra_context["delivery_log_url"] = f"{changelist}?subscription__id__exact={object_id}"
         return super().change_view(request, object_id, form_url, extra_context)
 
 
@@ -871,30 +857,34 @@ class WebhookSubscriptionAdmin(admin.ModelAdmin):
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     """The delivery log: read-only, newest first, with a Redeliver button per attempt."""
 
-    list_display = [
-        "attempted_at",
-        "subscription_id",
-        "position",
-        "event_type",
-        "attempt",
-        "status_code",
-        "succeeded",
-        "latency_ms",
-        "error_shown",
-        "redeliver_link",
-    ]
-    list_filter = ["succeeded", "redelivery", "subscription"]
+    list_display = ["when", "webhook", "event", "result", "redeliver_link"]
+    actions = None
+    # No filter sidebar: it would push the Redeliver buttons off a 900 px screen. A webhook's
+    # own log is ?subscription__id__exact=N (linked from the webhook's list and change page).
     list_select_related = ["subscription"]
     ordering = ["-id"]
     list_per_page = 50
 
-    @admin.display(description="webhook")
-    def subscription_id(self, delivery: WebhookDelivery) -> int:
-        return delivery.subscription.pk
+    @admin.display(description="attempted (UTC)", ordering="id")
+    def when(self, delivery: WebhookDelivery) -> str:
+        return f"{delivery.attempted_at:%Y-%m-%d %H:%M:%S}"
 
-    @admin.display(description="error")
-    def error_shown(self, delivery: WebhookDelivery) -> str:
-        return delivery.error[:160] or "-"
+    @admin.display(description="webhook")
+    def webhook(self, delivery: WebhookDelivery) -> str:
+        url = reverse("admin:agents_app_webhooksubscription_change", args=[delivery.subscription.pk])
+        return format_html('<a href="{}">{}</a>', url, delivery.subscription.pk)
+
+    @admin.display(description="event (attempt)")
+    def event(self, delivery: WebhookDelivery) -> str:
+        again = ", redelivery" if delivery.redelivery else ""
+        return f"{delivery.position} {delivery.event_type} ({delivery.attempt}{again})"
+
+    @admin.display(description="result")
+    def result(self, delivery: WebhookDelivery) -> str:
+        status = "no answer" if delivery.status_code is None else str(delivery.status_code)
+        if delivery.succeeded:
+            return f"{status}, {delivery.latency_ms} ms"
+        return f"{status}, {delivery.latency_ms} ms: {delivery.error[:100]}"
 
     @admin.display(description="")
     def redeliver_link(self, delivery: WebhookDelivery) -> str:
