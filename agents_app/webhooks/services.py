@@ -66,6 +66,7 @@ RUN_MAX_EVENTS = 100
 # (non-matching events are skipped by moving the checkpoint past them).
 SCAN_BATCH = 200
 SCAN_MAX_EVENTS = 2000
+EVENTS_PER_CLAIM = 20
 
 
 class WebhookInvalid(Exception):
@@ -332,16 +333,17 @@ def _release(subscription_id: int, token: uuid.UUID) -> None:
     )
 
 
-def _next_event(
-    subscription: WebhookSubscription, names: dict[uuid.UUID, str | None]
-) -> tuple[StoredEvent | None, str | None, int]:
-    """The first matching event after the checkpoint (and its agent's name), or None and the
-    position up to which there is nothing to deliver. Reads at most SCAN_MAX_EVENTS events."""
+def _next_events(
+    subscription: WebhookSubscription, names: dict[uuid.UUID, str | None], *, limit: int
+) -> tuple[list[tuple[StoredEvent, str | None]], int]:
+    """Up to `limit` matching events after the checkpoint (each with its agent's name), and the
+    position up to which nothing before them is to be delivered. Reads at most SCAN_MAX_EVENTS."""
     # The head is read first: appends commit in position order (events.services.append_lock),
     # so every event up to it is visible and skipping up to it can never skip a late commit.
     head = head_position()
     types = None if ALL_EVENTS in subscription.event_types else frozenset(subscription.event_types)
     wanted = set(subscription.agent_names)
+    found: list[tuple[StoredEvent, str | None]] = []
     scanned = 0
     for batch in events_after(
         position=subscription.checkpoint, batch_size=SCAN_BATCH, types=types, up_to=head
@@ -349,11 +351,13 @@ def _next_event(
         for event in batch:
             agent = _agent_name(event, names)
             if not wanted or agent in wanted:
-                return event, agent, event.position - 1
+                found.append((event, agent))
+                if len(found) >= limit:
+                    return found, found[0][0].position - 1
         scanned += len(batch)
         if scanned >= SCAN_MAX_EVENTS:
-            return None, None, batch[-1].position
-    return None, None, head
+            return found, (found[0][0].position - 1 if found else batch[-1].position)
+    return found, (found[0][0].position - 1 if found else head)
 
 
 def _backoff_seconds(failures: int) -> float:
@@ -374,6 +378,7 @@ def _record(
     message_id: str,
     attempt: delivery.Attempt,
     redelivery: bool = False,
+    url: str = "",
 ) -> bool:
     """Log the attempt; after a 2xx move the checkpoint, after a failure back off or pause. In one
     transaction, so the log never says delivered while the checkpoint says not (or the reverse).
@@ -441,7 +446,9 @@ def _record(
                 "paused_reason",
             ]
         )
-        return attempt.succeeded
+        # Go on with the next event only if it would still go to the same place: an operator may
+        # have paused the subscription or changed its URL while this one was in flight.
+        return attempt.succeeded and subscription.active and subscription.url == url
 
 
 def _skip_to(subscription_id: int, token: uuid.UUID, position: int) -> None:
@@ -468,24 +475,40 @@ def webhook_deliver(*, subscription_id: int, max_events: int = RUN_MAX_EVENTS) -
             subscription = _claim(subscription_id, token)
             if subscription is None:
                 break
-            event, agent, skip_to = _next_event(subscription, names)
+            # A batch per claim: one claim and one read of the log for up to EVENTS_PER_CLAIM
+            # events; each is still sent only after the one before it got its 2xx.
+            batch, skip_to = _next_events(
+                subscription, names, limit=min(EVENTS_PER_CLAIM, max_events - delivered)
+            )
             if skip_to > subscription.checkpoint:
                 _skip_to(subscription_id, token, skip_to)
-            if event is None:
-                if skip_to >= head_position():
+            if not batch:
+                if skip_to < head_position():
+                    continue  # scanned SCAN_MAX_EVENTS without a match: next slice
+                _release(subscription_id, token)
+                # A write that committed while we held the lease saw the subscription busy
+                # (webhooks_due skips leased ones) and queued nothing: look once more after
+                # letting go, or its event would wait for the next beat tick.
+                if head_position() <= skip_to:
                     break
-                continue  # scanned SCAN_MAX_EVENTS without a match: next slice
-            # No transaction is open here and no lock is held (see the module docstring).
-            message_id, attempt = _send(subscription, event, agent)
-            if not _record(
-                subscription_id=subscription_id,
-                token=token,
-                event=event,
-                message_id=message_id,
-                attempt=attempt,
-            ):
+                continue
+            going_on = True
+            for event, agent in batch:
+                # No transaction is open here and no lock is held (see the module docstring).
+                message_id, attempt = _send(subscription, event, agent)
+                going_on = _record(
+                    subscription_id=subscription_id,
+                    token=token,
+                    event=event,
+                    message_id=message_id,
+                    attempt=attempt,
+                    url=subscription.url,
+                )
+                if not going_on:
+                    break
+                delivered += 1
+            if not going_on:
                 break
-            delivered += 1
     finally:
         _release(subscription_id, token)
     state = WebhookSubscription.objects.filter(pk=subscription_id).values("active", "next_attempt_at").first()
