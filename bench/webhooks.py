@@ -58,6 +58,11 @@ class Receiver:
 
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 position = json.loads(body)["data"]["position"]
+                # The order on arrival, before answering: the sender cannot send the next
+                # event before it has this answer (recorded after answering, two handler
+                # threads could record in either order).
+                with receiver.lock:
+                    receiver.order.setdefault(self.path, []).append(position)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -65,7 +70,6 @@ class Receiver:
                 now = time.monotonic()
                 with receiver.lock:
                     receiver.answered.setdefault((self.path, position), now)
-                    receiver.order.setdefault(self.path, []).append(position)
 
             def log_message(self, *args) -> None:
                 pass
