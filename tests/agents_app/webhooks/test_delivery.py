@@ -401,3 +401,58 @@ def test_label_moves_carry_the_label_and_the_current_agent_name(
     [body] = receiver.verified(secret)
     assert body["type"] == "agent.label_moved"
     assert body["data"]["agent"] == "reviewer" and body["data"]["label"] == "production"
+
+
+def test_a_pause_while_an_event_is_in_flight_stops_the_run_after_that_event(
+    allow_local, receiver, context, make_agent_text, monkeypatch
+):
+    subscription, _ = _subscribe(receiver.url)
+    positions = _write(context, make_agent_text, "reviewer", revisions=2)
+    import agents_app.webhooks.delivery as delivery_module
+
+    real_post = delivery_module.post
+
+    def post_then_pause(**kwargs):
+        attempt = real_post(**kwargs)
+        # An operator pauses it while the first POST is in flight.
+        webhook_update(subscription_id=subscription.pk, changes={"active": False})
+        return attempt
+
+    monkeypatch.setattr(delivery_module, "post", post_then_pause)
+    webhook_deliver(subscription_id=subscription.pk)
+
+    assert receiver.positions() == positions[:1]  # the rest of the batch was not sent
+    subscription.refresh_from_db()
+    assert subscription.checkpoint == positions[0] and not subscription.active
+    assert subscription.paused_reason == "paused by an operator"
+
+
+def test_tls_certificates_are_verified_against_the_host_name(allow_local, tmp_path, context, make_agent_text):
+    import http.server
+    import ssl
+    import subprocess
+    import threading as threads
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threads.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        subscription, _ = _subscribe(f"https://127.0.0.1:{server.server_address[1]}/hook")
+        [position] = _write(context, make_agent_text, "reviewer")
+        webhook_deliver(subscription_id=subscription.pk)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    delivery = WebhookDelivery.objects.get(subscription=subscription)
+    assert delivery.status_code is None and "CERTIFICATE_VERIFY_FAILED" in delivery.error
+    subscription.refresh_from_db()
+    assert subscription.checkpoint == position - 1
