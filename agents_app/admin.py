@@ -21,15 +21,25 @@ from django.db.models import Model
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 
+from agents_app import event_types as agent_event_types
 from agents_app import services
 from agents_app.diff import DiffSide, html_diff, revision_diff
 from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand
 from agents_app.labels import label_error
-from agents_app.models import AgentCurrent, ApiToken
+from agents_app.models import AgentCurrent, ApiToken, WebhookDelivery, WebhookSubscription
 from agents_app.permissions import ARCHIVE, CHANGE, MANAGE_TOKENS, PUBLISH, VIEW
 from agents_app.selectors import agents_current, changes_since, label_moves_page, revision_get, revision_list
 from agents_app.tokens import MAX_DAYS, MIN_DAYS, api_token_create, api_token_revoke, api_token_state
+from agents_app.webhooks.selectors import webhook_deliveries
+from agents_app.webhooks.services import (
+    WebhookInvalid,
+    webhook_create,
+    webhook_redeliver,
+    webhook_update,
+    webhook_validate,
+)
 from events.exceptions import ConcurrencyConflict
 
 admin.site.site_header = "agent-registry"
@@ -745,3 +755,225 @@ class ApiTokenAdmin(admin.ModelAdmin):
             api_token_revoke(token=token)
             revoked += 1
         self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
+
+
+# ------------------------------------------------------------------------------
+# Webhooks
+# ------------------------------------------------------------------------------
+
+
+class WebhookForm(forms.ModelForm):
+    """Event types and agent names as comma-separated text; every rule is the service's."""
+
+    url = forms.URLField(
+        max_length=2000,
+        assume_scheme="https",
+        help_text="https URL of the receiver",
+        widget=forms.URLInput(attrs={"class": "vTextField"}),
+    )
+    events = forms.CharField(
+        initial="*",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+        help_text=f"Comma-separated event types ({', '.join(sorted(agent_event_types.ALL))}), or *",
+    )
+    agents = forms.CharField(
+        required=False,
+        help_text="Comma-separated agent names; empty: every agent",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ["url", "events", "agents", "description", "active"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["events"] = ", ".join(self.instance.event_types)
+            self.initial["agents"] = ", ".join(self.instance.agent_names)
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        changes = {
+            "url": cleaned.get("url") or self.data.get("url", ""),
+            "event_types": _split(cleaned.get("events", "")),
+            "agent_names": _split(cleaned.get("agents", "")),
+            "description": cleaned.get("description", ""),
+            "active": bool(cleaned.get("active")),
+        }
+        try:
+            self.changes = webhook_validate(changes)
+        except WebhookInvalid as exc:
+            for field, message in exc.errors:
+                self.add_error({"event_types": "events", "agent_names": "agents"}.get(field, field), message)
+        return cleaned
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(admin.ModelAdmin):
+    """Subscriptions: the secret is shown once after adding; the delivery log is a linked page."""
+
+    form = WebhookForm
+    # Few columns, no filter sidebar and no bulk actions (deleting is on the change page):
+    # the list must fit next to the admin's navigation at 900 px.
+    list_display = ["url", "description", "events_shown", "state", "log_link"]
+    list_display_links = ["url"]
+    actions = None
+    search_fields = ["url", "description"]
+    readonly = [
+        "checkpoint",
+        "failures",
+        "next_attempt_at",
+        "paused_reason",
+        "paused_at",
+        "created_by",
+        "created_at",
+    ]
+    ordering = ["id"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets: list[tuple[str | None, dict[str, list[str]]]] = [
+            (None, {"fields": ["url", "events", "agents", "description", "active"]})
+        ]
+        if obj is not None:
+            fieldsets.append(("Delivery", {"fields": self.readonly}))
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly
+
+    @admin.display(description="events")
+    def events_shown(self, subscription: WebhookSubscription) -> str:
+        return ", ".join(subscription.event_types)
+
+    @admin.display(description="state")
+    def state(self, subscription: WebhookSubscription) -> str:
+        # Short, so that the list fits 900 px; the reason is on the change page.
+        if subscription.active:
+            return f"backing off ({subscription.failures} failures)" if subscription.failures else "active"
+        return f"paused ({subscription.failures} failures)" if subscription.failures else "paused"
+
+    @admin.display(description="log")
+    def log_link(self, subscription: WebhookSubscription) -> str:
+        return format_html('<a href="{}">log</a>', self.log_link_url(subscription))
+
+    def log_link_url(self, subscription: WebhookSubscription) -> str:
+        return (
+            reverse("admin:agents_app_webhookdelivery_changelist")
+            + f"?subscription__id__exact={subscription.pk}"
+        )
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = webhook_update(subscription_id=obj.pk, changes=form.changes)
+        else:
+            saved, secret = webhook_create(**form.changes, created_by_id=request.user.pk)
+            # Server-side (the session), for the one page that shows it: not in a message cookie.
+            request.session[f"webhook-secret-{saved.pk}"] = secret
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+
+    def save_related(self, request, form, formsets, change):
+        pass  # no relations edited here
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # To the change page, the one place the new secret is shown.
+        return HttpResponseRedirect(reverse("admin:agents_app_webhooksubscription_change", args=[obj.pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        if request.method == "GET":
+            extra_context["signing_secret"] = request.session.pop(f"webhook-secret-{object_id}", None)
+        # Below the form at full width (a table in a read-only field is squeezed at 900 px).
+        if str(object_id).isdigit():
+            extra_context["recent_deliveries"] = [
+                (delivery, reverse("admin:agents_app_webhookdelivery_redeliver", args=[delivery.pk]))
+                for delivery in webhook_deliveries(subscription_id=int(object_id))[:10]
+            ]
+            changelist = reverse("admin:agents_app_webhookdelivery_changelist")
+            extra_context["delivery_log_url"] = f"{changelist}?subscription__id__exact={object_id}"
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """The delivery log: read-only, newest first, with a Redeliver button per attempt."""
+
+    list_display = ["when", "webhook", "event", "result", "redeliver_link"]
+    actions = None
+    # No filter sidebar: it would push the Redeliver buttons off a 900 px screen. A webhook's
+    # own log is ?subscription__id__exact=N (linked from the webhook's list and change page).
+    list_select_related = ["subscription"]
+    ordering = ["-id"]
+    list_per_page = 50
+
+    @admin.display(description="attempted (UTC)", ordering="id")
+    def when(self, delivery: WebhookDelivery) -> str:
+        return f"{delivery.attempted_at:%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="webhook")
+    def webhook(self, delivery: WebhookDelivery) -> str:
+        url = reverse("admin:agents_app_webhooksubscription_change", args=[delivery.subscription.pk])
+        return format_html('<a href="{}">{}</a>', url, delivery.subscription.pk)
+
+    @admin.display(description="event (attempt)")
+    def event(self, delivery: WebhookDelivery) -> str:
+        again = ", redelivery" if delivery.redelivery else ""
+        return f"{delivery.position} {delivery.event_type} ({delivery.attempt}{again})"
+
+    @admin.display(description="result")
+    def result(self, delivery: WebhookDelivery) -> str:
+        status = "no answer" if delivery.status_code is None else str(delivery.status_code)
+        if delivery.succeeded:
+            return f"{status}, {delivery.latency_ms} ms"
+        return f"{status}, {delivery.latency_ms} ms: {delivery.error[:100]}"
+
+    @admin.display(description="")
+    def redeliver_link(self, delivery: WebhookDelivery) -> str:
+        url = reverse("admin:agents_app_webhookdelivery_redeliver", args=[delivery.pk])
+        return format_html('<a class="button" href="{}">Redeliver</a>', url)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:delivery_id>/redeliver/",
+                self.admin_site.admin_view(self.redeliver_view),
+                name="agents_app_webhookdelivery_redeliver",
+            ),
+            *super().get_urls(),
+        ]
+
+    def redeliver_view(self, request, delivery_id: int):
+        if not request.user.has_perm("agents_app.change_webhooksubscription"):
+            raise PermissionDenied
+        delivery = WebhookDelivery.objects.select_related("subscription").filter(pk=delivery_id).first()
+        if delivery is None:
+            raise Http404("no such delivery")
+        back = reverse("admin:agents_app_webhookdelivery_changelist") + (
+            f"?subscription__id__exact={delivery.subscription.pk}"
+        )
+        if request.method == "POST":
+            webhook_redeliver(subscription_id=delivery.subscription.pk, delivery_id=delivery.pk)
+            messages.success(request, f"Event {delivery.position} is queued to be sent once more.")
+            return HttpResponseRedirect(back)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Redeliver event {delivery.position}",
+            "delivery": delivery,
+            "back": back,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/agents_app/webhookdelivery/redeliver.html", context)

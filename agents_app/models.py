@@ -192,3 +192,7 @@ class GitImportedCommit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repository[:12]}:{self.commit[:12]}"
+
+
+# Webhooks live in their own module; imported here so that Django finds them in this app.
+from agents_app.webhooks.models import WebhookDelivery, WebhookSubscription  # noqa: E402, F401

@@ -67,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After a successful write request: start webhook delivery now instead of at the next beat tick.
+    "agents_app.webhooks.middleware.WebhookWakeMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -294,6 +296,26 @@ PROJECTION_WAIT_MAX_EVENTS = env.int("PROJECTION_WAIT_MAX_EVENTS", default=2000)
 PROJECTION_REBUILD_STALE_SECONDS = env.int("PROJECTION_REBUILD_STALE_SECONDS", default=900)
 # How long a writer waits for the append lock before it gets 503 with Retry-After (PostgreSQL).
 APPEND_LOCK_TIMEOUT_SECONDS = env.float("APPEND_LOCK_TIMEOUT_SECONDS", default=5.0)
+
+# ------------------------------------------------------------------------------
+# Webhooks (agents_app.webhooks)
+# ------------------------------------------------------------------------------
+# Deliveries go to https URLs and public addresses only; these two open http and private,
+# loopback and link-local addresses, for development and tests only.
+WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
+# Seconds to connect and to wait for the answer: a slow endpoint only delays its own events.
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=3.0)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=5.0)
+# Consecutive failed attempts after which a subscription is paused (PATCH active=true resumes it).
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
+# Backoff after the n-th failure: min(MAX, BASE * 2**(n-1)) seconds, with full jitter.
+WEBHOOK_BACKOFF_BASE_SECONDS = env.float("WEBHOOK_BACKOFF_BASE_SECONDS", default=2.0)
+WEBHOOK_BACKOFF_MAX_SECONDS = env.float("WEBHOOK_BACKOFF_MAX_SECONDS", default=600.0)
+# Embedded mode (Celery eager, no worker): deliveries run in a background thread of the process
+# that wrote. Not from the environment: the test suite turns it off (tests/conftest.py) except
+# where a test exercises it, so no stray thread touches a test's database.
+WEBHOOK_EAGER_THREADS = True
 
 # ------------------------------------------------------------------------------
 # Logging

@@ -52,6 +52,13 @@ def background_tasks(settings):
     settings.TASKS_EAGER_IN_BACKGROUND = True
 
 
+@pytest.fixture(autouse=True)
+def _no_webhook_threads(settings):
+    """No background webhook delivery (embedded mode) unless a test turns it on: such a thread
+    would use the database while the test's own transaction holds it."""
+    settings.WEBHOOK_EAGER_THREADS = False
+
+
 @pytest.fixture
 def context() -> ChangeContext:
     return ChangeContext(actor="alice", source="cli", reason="test change")

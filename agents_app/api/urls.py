@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from agents_app.api import views
+from agents_app.api import views, webhooks
 
 app_name = "api"
 
@@ -31,5 +31,18 @@ urlpatterns = [
         "docs/",
         SpectacularSwaggerView.as_view(url_name="api:schema", template_name="agents_app/swagger_ui.html"),
         name="docs",
+    ),
+    # Webhooks (staff): subscriptions and their delivery log.
+    path("webhooks/", webhooks.WebhooksApi.as_view(), name="webhooks"),
+    path("webhooks/<int:webhook_id>/", webhooks.WebhookApi.as_view(), name="webhook"),
+    path(
+        "webhooks/<int:webhook_id>/deliveries/",
+        webhooks.WebhookDeliveriesApi.as_view(),
+        name="webhook-deliveries",
+    ),
+    path(
+        "webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/redeliver/",
+        webhooks.WebhookRedeliverApi.as_view(),
+        name="webhook-redeliver",
     ),
 ]

@@ -31,6 +31,10 @@ OPERATIONS = {
     "/api/v1/projections/{name}/rebuild/": {"post"},
     "/api/v1/healthz": {"get"},
     "/api/v1/readyz": {"get"},
+    "/api/v1/webhooks/": {"get", "post"},
+    "/api/v1/webhooks/{webhook_id}/": {"get", "patch", "delete"},
+    "/api/v1/webhooks/{webhook_id}/deliveries/": {"get"},
+    "/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver/": {"post"},
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
