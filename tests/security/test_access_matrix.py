@@ -29,10 +29,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from agents_app.admin import opened_token
-from agents_app.models import ApiToken
+from agents_app.models import ApiToken, WebhookDelivery
 from agents_app.selectors import agent_get
 from agents_app.services import ChangeContext, agent_archive, agent_create, agent_label_move, agent_revise
 from agents_app.tokens import PREFIX_LENGTH, api_token_create, api_token_revoke
+from agents_app.webhooks.services import webhook_create
 from events.models import Event, LogVerification, ProjectionRun
 from events.runner import projections_catch_up_all
 from tests.conftest import agent_text
@@ -119,6 +120,16 @@ API_MATRIX = [
     row("GET",    "/api/v1/projections/",                          401, 403, 403, 403, 403, 200, 200),
     row("POST",   "/api/v1/projections/agents.current/rebuild/",   401, 403, 403, 403, 403, 202, 202),
     row("GET",    "/api/v1/projections/agents.current/rebuild/",   401, 403, 403, 403, 403, 405, 405),
+    row("GET",    "/api/v1/webhooks/",                             401, 403, 403, 403, 403, 200, 200),
+    row("POST",   "/api/v1/webhooks/",                             401, 403, 403, 403, 403, 201, 201,
+        body={"url": "https://93.184.216.34/hook", "events": ["*"], "description": "matrix"}),
+    row("GET",    "/api/v1/webhooks/{webhook}/",                   401, 403, 403, 403, 403, 200, 200),
+    row("PATCH",  "/api/v1/webhooks/{webhook}/",                   401, 403, 403, 403, 403, 200, 200,
+        body={"description": "changed"}),
+    row("DELETE", "/api/v1/webhooks/{webhook}/",                   401, 403, 403, 403, 403, 204, 204),
+    row("GET",    "/api/v1/webhooks/{webhook}/deliveries/",        401, 403, 403, 403, 403, 200, 200),
+    row("POST",   "/api/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver/",
+                                                                   401, 403, 403, 403, 403, 202, 202),
     row("GET",    "/healthz",                                      200, 200, 200, 200, 200, 200, 200),
     row("GET",    "/readyz",                                       200, 200, 200, 200, 200, 200, 200),
     row("GET",    "/api/v1/healthz",                               200, 200, 200, 200, 200, 200, 200),
@@ -180,6 +191,10 @@ ADMIN_MATRIX = [
     row("POST", f"{ADMIN}/agents_app/apitoken/add/",          LOGIN, 403,   403,   403,   403,   403,   302,
         body=lambda world: {"user": world.users["super"].pk, "name": "ci", "days": "7"}),
     row("GET",  f"{ADMIN}/django_celery_beat/periodictask/",  LOGIN, 403,   403,   403,   403,   403,   200),
+    row("GET",  f"{ADMIN}/agents_app/webhooksubscription/",   LOGIN, 403,   403,   403,   403,   403,   200),
+    row("GET",  f"{ADMIN}/agents_app/webhooksubscription/{{webhook}}/change/",
+                                                              LOGIN, 403,   403,   403,   403,   403,   200),
+    row("GET",  f"{ADMIN}/agents_app/webhookdelivery/",       LOGIN, 403,   403,   403,   403,   403,   200),
     row("GET",  f"{ADMIN}/auth/user/",                        LOGIN, 403,   403,   403,   403,   403,   200),
 ]
 # fmt: on
@@ -194,9 +209,17 @@ class World:
     reviewer: Any
     retired: Any
     event: int
+    webhook: int
+    delivery: int
 
     def path(self, template: str) -> str:
-        return template.format(agent=self.reviewer.agent_id, retired=self.retired.agent_id, event=self.event)
+        return template.format(
+            agent=self.reviewer.agent_id,
+            retired=self.retired.agent_id,
+            event=self.event,
+            webhook=self.webhook,
+            delivery=self.delivery,
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -234,11 +257,24 @@ def world(django_db_setup, django_db_blocker) -> Iterator[World]:
         retired = agent_create(content=agent_text("retired"), context=context)
         agent_archive(agent_id=retired.agent_id, context=context)
         projections_catch_up_all()  # what the writes' on-commit hooks would have done
+        webhook, _ = webhook_create(url="https://93.184.216.34/hook", event_types=["*"])
+        first = Event.objects.order_by("position").first()
+        delivery = WebhookDelivery.objects.create(
+            subscription=webhook,
+            position=first.position,
+            event_id=first.event_id,
+            event_type=first.type,
+            webhook_id="msg_matrix",
+            attempt=1,
+            status_code=500,
+        )
         yield World(
             users=users,
             reviewer=agent_get(name="reviewer"),
             retired=agent_get(agent_id=retired.agent_id),
-            event=Event.objects.order_by("position").values_list("position", flat=True).first(),
+            event=first.position,
+            webhook=webhook.pk,
+            delivery=delivery.pk,
         )
         transaction.set_rollback(True)
 
