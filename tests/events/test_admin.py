@@ -550,5 +550,5 @@ def test_the_status_page_shows_the_event_a_projection_failed_on_and_why(users, l
     assert statuses[REVISIONS].failed_position == log["writer_created"]
     assert statuses[CURRENT].failed_position is None
     body = response.content.decode()
-    assert body.count("Stopped: cannot apply the event at position") == 1
+    assert body.count("stopped: cannot apply the event at position") == 1
     assert "ValueError: cannot parse the frontmatter" in body
