@@ -89,24 +89,34 @@ _REVISION_FIELDS = [
 ]
 
 
+def _revision_values(event: StoredEvent) -> dict[str, Any]:
+    """What a content event (create, revise, revert) decides in its agent's current row.
+
+    The one rule for both ways of applying a revision (the in-place UPDATE of a writer's own
+    revision, and the row-by-row batch): the content, its revision and its parsed fields.
+    """
+    values = {"revision": event.data["revision"], "content": event.data["content"]}
+    values.update(parsed_fields(event.data["content"]))
+    if not values["name"]:
+        # Content no longer valid under today's rules has no name: the row keeps the one it has.
+        del values["name"]
+    return values
+
+
 def _revise_in_place(event: StoredEvent, *, generation: int) -> None:
     """Write an agent's newest revision into its row, without reading the row first.
 
     `stream_version < %s` keeps it idempotent: a row that already shows this event (or a
     later one) is left alone.
     """
-    fields = parsed_fields(event.data["content"])
     values = {
-        "revision": event.data["revision"],
+        **_revision_values(event),
         "stream_version": event.stream_version,
-        "content": event.data["content"],
         "updated_by": event.metadata.get("actor", ""),
         "updated_at": event.recorded_at,
         "position": event.position,
-        **fields,
     }
-    # Content no longer valid under today's rules has no name: the row keeps the one it has.
-    written = [field for field in _REVISION_FIELDS if not (field.name == "name" and values["name"] is None)]
+    written = [field for field in _REVISION_FIELDS if field.name in values]
     quote = connection.ops.quote_name
     assignments = ", ".join(f"{quote(field.column)} = %s" for field in written)
     params = [field.get_db_prep_save(values[field.name], connection) for field in written]
@@ -149,34 +159,28 @@ class CurrentProjection(Projection):
         }
         new_ids: set[uuid.UUID] = set()
         changed_ids: set[uuid.UUID] = set()
-        reparse: set[uuid.UUID] = set()
+        # The newest content event of each agent in the batch: only it counts, parsed once below.
+        newest_content: dict[uuid.UUID, StoredEvent] = {}
         for event in events:
             row = rows.get(event.stream_id)
             if row is not None and row.stream_version >= event.stream_version:
                 continue  # already applied
             actor = event.metadata.get("actor", "")
             if event.type == types.CREATED:
-                fields = parsed_fields(event.data["content"])
                 row = AgentCurrent(
                     generation=generation,
                     agent_id=event.stream_id,
-                    name=fields.pop("name") or "",
-                    revision=event.data["revision"],
-                    content=event.data["content"],
+                    name="",
                     labels={},
                     created_by=actor,
                     created_at=event.recorded_at,
-                    **fields,
                 )
                 rows[event.stream_id] = row
                 new_ids.add(event.stream_id)
             elif row is None:
                 continue  # a stream without its created event cannot be shown
-            elif event.type in types.CONTENT_EVENTS:
-                # Parsed once per agent and batch, below: only the last content counts.
-                row.content = event.data["content"]
-                row.revision = event.data["revision"]
-                reparse.add(event.stream_id)
+            if event.type in types.CONTENT_EVENTS:
+                newest_content[event.stream_id] = event
             elif event.type == types.ARCHIVED:
                 row.status = AgentCurrent.Status.ARCHIVED
             elif event.type == types.RESTORED:
@@ -193,12 +197,9 @@ class CurrentProjection(Projection):
             row.updated_by = actor
             row.updated_at = event.recorded_at
             changed_ids.add(event.stream_id)
-        for agent_id in reparse:
-            row = rows[agent_id]
-            fields = parsed_fields(row.content)
-            row.name = fields.pop("name") or row.name
-            for key, value in fields.items():
-                setattr(row, key, value)
+        for agent_id, event in newest_content.items():
+            for key, value in _revision_values(event).items():
+                setattr(rows[agent_id], key, value)
         rows_insert([rows[agent_id] for agent_id in new_ids])
         # The rows keep their ids (admin links use them); bulk_update would build a CASE per
         # field and row, which for one row costs more than the rest of the write.
