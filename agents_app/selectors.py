@@ -39,24 +39,31 @@ def agent_revisions() -> QuerySet[AgentRevision]:
     return AgentRevision.objects.filter(generation=_live(REVISIONS))
 
 
-def _live_rows(model: type[AgentCurrent] | type[AgentRevision], projection: str, where: str, params: list):
-    """The rows of the live generation of a view matching `where` (SQL after WHERE).
+# The reads behind every request about an agent, as whole statements written once: the ORM
+# took several times longer to build them than the database took to answer. Each reads the
+# live generation of its view (the one the projection's live checkpoint names).
+_LIVE_GENERATION = "SELECT generation FROM {checkpoints} WHERE projection = %s AND is_live"
+_AGENT_BY_ID = "SELECT * FROM {table} WHERE generation = ({live}) AND agent_id = %s LIMIT 1"
+# "active" sorts before "archived": the active agent of a name before an archived namesake.
+_AGENT_BY_NAME = (
+    "SELECT * FROM {table} WHERE generation = ({live}) AND name = %s ORDER BY status, updated_at DESC LIMIT 1"
+)
+_REVISION = "SELECT * FROM {table} WHERE generation = ({live}) AND agent_id = %s AND revision = %s"
+_REVISION_PAIR = (
+    "SELECT * FROM {table} WHERE generation = ({live}) AND agent_id = %s AND revision IN (%s, %s)"
+)
 
-    Written as SQL: these reads serve every request about an agent, and the ORM took
-    several times longer to build them than the database took to answer.
-    """
+
+def _statement(template: str, model: type[AgentCurrent] | type[AgentRevision]) -> str:
     quote = connection.ops.quote_name
-    return model.objects.raw(
-        f"SELECT * FROM {quote(model._meta.db_table)} WHERE generation ="  # noqa: S608 - no input in it
-        f" (SELECT generation FROM {quote(Checkpoint._meta.db_table)} WHERE projection = %s AND is_live)"
-        f" AND {where}",
-        [projection, *params],
-    )
+    live = _LIVE_GENERATION.format(checkpoints=quote(Checkpoint._meta.db_table))
+    return template.format(table=quote(model._meta.db_table), live=live)
 
 
-def _live_row(model: type[AgentCurrent] | type[AgentRevision], projection: str, where: str, params: list):
-    """The first row of the live generation of a view matching `where`, or None."""
-    return next(iter(_live_rows(model, projection, f"{where} LIMIT 1", params)), None)
+AGENT_BY_ID = _statement(_AGENT_BY_ID, AgentCurrent)
+AGENT_BY_NAME = _statement(_AGENT_BY_NAME, AgentCurrent)
+REVISION = _statement(_REVISION, AgentRevision)
+REVISION_PAIR = _statement(_REVISION_PAIR, AgentRevision)
 
 
 def _uuid(value: uuid.UUID) -> object:
@@ -66,10 +73,9 @@ def _uuid(value: uuid.UUID) -> object:
 def agent_get(*, name: str | None = None, agent_id: uuid.UUID | None = None) -> AgentCurrent:
     """One agent by id, or by name (the active one if an archived agent had the same name)."""
     if agent_id is not None:
-        agent = _live_row(AgentCurrent, CURRENT, "agent_id = %s", [_uuid(agent_id)])
+        agent = next(iter(AgentCurrent.objects.raw(AGENT_BY_ID, [CURRENT, _uuid(agent_id)])), None)
     elif name is not None:
-        # "active" sorts before "archived"
-        agent = _live_row(AgentCurrent, CURRENT, "name = %s ORDER BY status, updated_at DESC", [name])
+        agent = next(iter(AgentCurrent.objects.raw(AGENT_BY_NAME, [CURRENT, name])), None)
     else:
         raise ValueError("agent_get needs a name or an agent_id")
     if agent is None:
@@ -81,7 +87,7 @@ def agent_get(*, name: str | None = None, agent_id: uuid.UUID | None = None) -> 
 
 def revision_get(*, agent_id: uuid.UUID, revision: int) -> AgentRevision:
     """One revision: a single indexed row whatever the length of the history."""
-    row = _live_row(AgentRevision, REVISIONS, "agent_id = %s AND revision = %s", [_uuid(agent_id), revision])
+    row = next(iter(AgentRevision.objects.raw(REVISION, [REVISIONS, _uuid(agent_id), revision])), None)
     if row is None:
         raise AgentNotFound(f"agent {agent_id} has no revision {revision}")
     return row
@@ -219,12 +225,7 @@ def revision_pair(
     old = _revision_number(agent=agent, ref=from_ref) if from_ref else max(new - 1, 1)
     rows = {
         row.revision: row
-        for row in _live_rows(
-            AgentRevision,
-            REVISIONS,
-            "agent_id = %s AND revision IN (%s, %s)",
-            [_uuid(agent.agent_id), old, new],
-        )
+        for row in AgentRevision.objects.raw(REVISION_PAIR, [REVISIONS, _uuid(agent.agent_id), old, new])
     }
     for number in (old, new):
         if number not in rows:
