@@ -106,14 +106,24 @@ def append_lock() -> dt.datetime:
     rest of the transaction, which under this lock has nobody else's row lock to wait on
     (the projection checkpoints are taken with SKIP LOCKED), and costs no extra round trip
     to undo.
+
+    One round trip (issue 14): the timeout is set by `set_config(..., is_local => true)`, the
+    SET LOCAL of a function call, inside the lock call's own argument, so PostgreSQL must
+    evaluate it before it starts waiting for the lock (a separate SET LOCAL statement cost a
+    round trip per write; a setting per connection would bound every other lock wait too).
+    `clock_timestamp()` comes after the lock call in the same row: the clock read once the
+    lock is ours, so recorded_at grows with the position.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("append_lock() must be called inside transaction.atomic()")
     with store_errors(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            timeout_ms = int(settings.APPEND_LOCK_TIMEOUT_SECONDS * 1000)
-            cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")  # an int: nothing to quote
-            cursor.execute("SELECT pg_advisory_xact_lock(%s), clock_timestamp()", [APPEND_LOCK_KEY])
+            timeout_ms = str(int(settings.APPEND_LOCK_TIMEOUT_SECONDS * 1000))
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s + 0 * length(set_config('lock_timeout', %s, true))),"
+                " clock_timestamp()",
+                [APPEND_LOCK_KEY, timeout_ms],
+            )
             return cursor.fetchone()[1]
         # SQLite: the IMMEDIATE transaction (settings) already holds the single write lock.
         cursor.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
@@ -203,6 +213,7 @@ def event_append(
     expected_version: int,
     events: Sequence[NewEvent],
     metadata: Mapping[str, Any],
+    locked_at: dt.datetime | None = None,
 ) -> list[StoredEvent]:
     """Append events to one stream if it is at `expected_version` (0 for a new stream).
 
@@ -211,6 +222,12 @@ def event_append(
     retried request is harmless. The registered append hooks (events.runner) run in this
     transaction after the INSERT and after its COMMIT. Database errors come out as
     StoreUnavailable or StoreBusy.
+
+    `locked_at`: what `append_lock()` returned to a caller that took the lock in the
+    transaction it calls this in (the services do, to read state and append under one lock).
+    The append then joins that transaction as it is: no second lock statement, no savepoint
+    of its own (each a round trip per write); an error after a statement of it ran dooms the
+    caller's transaction (Django's set_rollback), so nothing half-appended can commit.
     """
     if not events:
         raise InvalidEvent("nothing to append")
@@ -228,7 +245,7 @@ def event_append(
     stored_metadata, *payloads = _as_stored([metadata, *(new.data for new in events)])
 
     try:
-        return _append(stream_id, expected_version, events, stored_metadata, payloads)
+        return _append(stream_id, expected_version, events, stored_metadata, payloads, locked_at)
     except IntegrityError as exc:
         # The unique (stream_id, stream_version): only an append that skipped the lock can
         # take the version between our head read and our INSERT. Nothing of ours is stored.
@@ -237,16 +254,33 @@ def event_append(
         ) from exc
 
 
+@contextlib.contextmanager
+def _in_callers_transaction() -> Iterator[None]:
+    """Run in the caller's transaction without a savepoint of its own. A conflict stored
+    nothing (found by the head read, or an INSERT that inserted no row) and leaves it usable;
+    any other error marks it for rollback, as leaving an atomic block would."""
+    try:
+        yield
+    except ConcurrencyConflict:
+        raise
+    except BaseException:
+        transaction.set_rollback(True)
+        raise
+
+
 def _append(
     stream_id: uuid.UUID,
     expected_version: int,
     events: Sequence[NewEvent],
     metadata: dict[str, Any],
     payloads: list[Any],
+    locked_at: dt.datetime | None,
 ) -> list[StoredEvent]:
+    if locked_at is not None and not connection.in_atomic_block:
+        raise RuntimeError("event_append(locked_at=...) must run in the transaction that took the lock")
     with store_errors():
-        with transaction.atomic():
-            recorded_at = append_lock()
+        with transaction.atomic() if locked_at is None else _in_callers_transaction():
+            recorded_at = append_lock() if locked_at is None else locked_at
             head_before, version, previous_hash = _stream_head(stream_id)
             if version != expected_version:
                 # A retry of an append that went through finds the stream moved on by itself.
