@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 
-from events.chain import canonical_json, event_hash
+from events.chain import canonical_json, event_body, event_hash
 from events.exceptions import (
     ConcurrencyConflict,
     EventIdReused,
@@ -281,6 +281,15 @@ def _append(
     with store_errors():
         with transaction.atomic() if locked_at is None else _in_callers_transaction():
             recorded_at = append_lock() if locked_at is None else locked_at
+            if connection.vendor == "postgresql" and len(events) == 1:
+                inserted = _insert_one(
+                    stream_id, expected_version, events[0], metadata, payloads[0], recorded_at
+                )
+                if inserted is not None:
+                    stored, head_before = inserted
+                    _hooks_run(stored, head_before=head_before)
+                    return stored
+                # Nothing inserted: the plain path below reads the head and finds out why.
             head_before, version, previous_hash = _stream_head(stream_id)
             if version != expected_version:
                 # A retry of an append that went through finds the stream moved on by itself.
@@ -339,9 +348,92 @@ def _append(
             for row, position in zip(rows, positions, strict=True):
                 row.position = position
             stored = [stored_event_from_row(row) for row in rows]
-            hooks = _hooks
-            if hooks is not None:
-                applied = hooks.inline(stored, head_before=head_before)
-                last_position = stored[-1].position
-                transaction.on_commit(lambda: hooks.after_commit(position=last_position, applied=applied))
+            _hooks_run(stored, head_before=head_before)
         return stored
+
+
+def _hooks_run(stored: list[StoredEvent], *, head_before: int) -> None:
+    hooks = _hooks
+    if hooks is not None:
+        applied = hooks.inline(stored, head_before=head_before)
+        last_position = stored[-1].position
+        transaction.on_commit(lambda: hooks.after_commit(position=last_position, applied=applied))
+
+
+def _insert_one(
+    stream_id: uuid.UUID,
+    expected_version: int,
+    new: NewEvent,
+    metadata: dict[str, Any],
+    data: Any,
+    recorded_at: dt.datetime,
+) -> tuple[list[StoredEvent], int] | None:
+    """PostgreSQL, one event: head check, previous hash, INSERT and the log's head before it in
+    one statement (the round trip of a separate head read saved on every write); None when
+    nothing was inserted (the stream is not at `expected_version`, or the event id is taken).
+
+    Raw SQL on the hottest path (issue 14's profile), here in the module that writes the log.
+    The chain hash is SHA-256 of the previous hash and the event's canonical JSON; the JSON
+    (with the version the event gets if the stream is where the caller expects) is made here
+    and the database only prefixes the previous hash it reads and hashes: the same bytes as
+    events.chain.chain_hash, which verification recomputes for every event. The version check
+    is in the WHERE: a stream at another version inserts no row (and a version taken anyway
+    hits the unique key, ON CONFLICT DO NOTHING). The head before the INSERT is the log's
+    MAX(position) as this statement's snapshot sees it, without its own row; the append lock
+    holds the log still, so it is what the inline views need (runner, head_before).
+    """
+    version = expected_version + 1
+    body = event_body(
+        event_id=new.event_id,
+        stream_id=stream_id,
+        stream_version=version,
+        type=new.type,
+        schema_version=new.schema_version,
+        data=data,
+        metadata=metadata,
+        recorded_at=recorded_at,
+    )
+    row = Event(
+        event_id=new.event_id,
+        stream_id=stream_id,
+        stream_version=version,
+        type=new.type,
+        schema_version=new.schema_version,
+        data=data,
+        metadata=metadata,
+        recorded_at=recorded_at,
+    )
+    fields = [Event._meta.get_field(name) for name in _INSERTED]
+    values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+    key = values[1]
+    quote = connection.ops.quote_name
+    table = quote(Event._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(quote(field.column) for field in fields)}, hash)"  # noqa: S608 - names from the model
+            f" SELECT {', '.join(['%s'] * len(fields))}, encode(sha256(convert_to(COALESCE("
+            f"(SELECT hash FROM {table} WHERE stream_id = %s AND stream_version = %s), '')"
+            " || %s, 'UTF8')), 'hex')"
+            f" WHERE (SELECT COALESCE(MAX(stream_version), 0) FROM {table} WHERE stream_id = %s) = %s"
+            " ON CONFLICT DO NOTHING"
+            f" RETURNING position, hash, (SELECT COALESCE(MAX(position), 0) FROM {table})",
+            [*values, key, expected_version, body, key, expected_version],
+        )
+        returned = cursor.fetchone()
+    if returned is None:
+        return None
+    row.position, row.hash, head_before = returned
+    return [stored_event_from_row(row)], head_before
+
+
+# The columns _insert_one writes from the event (position comes from the sequence, hash from the chain).
+_INSERTED = (
+    "event_id",
+    "stream_id",
+    "stream_version",
+    "type",
+    "schema_version",
+    "data",
+    "metadata",
+    "recorded_at",
+)
