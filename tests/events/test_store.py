@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
+from events.chain import event_hash
 from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
 from events.models import Event
 from events.rows import RETURNING_CHUNK
@@ -263,6 +264,33 @@ def test_numbers_the_database_spells_its_own_way_are_returned_as_read_and_verify
     (read,) = stream_read(stream_id=stream_id)
     assert appended.data == read.data
     assert float(appended.data["number"]) == number
+    call_command("verify_events", stdout=io.StringIO())
+
+
+def test_a_single_event_is_hashed_as_the_verifier_recomputes_it_whatever_its_characters():
+    # On PostgreSQL one event's hash is computed in the INSERT (the previous hash read there):
+    # it must be the bytes events.chain hashes, for text beyond ASCII and JSON escapes too.
+    stream_id = uuid.uuid4()
+    texts = ["héllo wörld", "日本語 \U0001f600", 'quote " backslash \\ tab \t', "\u2028 line sep"]
+
+    stored = [append(stream_id, version, {"text": text})[0] for version, text in enumerate(texts)]
+
+    previous = ""
+    for event in stored:
+        expected = event_hash(
+            previous_hash=previous,
+            event_id=event.event_id,
+            stream_id=event.stream_id,
+            stream_version=event.stream_version,
+            type=event.type,
+            schema_version=event.schema_version,
+            data=event.data,
+            metadata=event.metadata,
+            recorded_at=event.recorded_at,
+        )
+        assert event.hash == expected
+        previous = expected
+    assert [event.hash for event in stream_read(stream_id=stream_id)] == [event.hash for event in stored]
     call_command("verify_events", stdout=io.StringIO())
 
 
