@@ -1,4 +1,4 @@
-"""Writes of model rows for the hot paths (append, projections), as plain SQL statements.
+"""Writes (and reads back) of model rows for the hot paths (append, projections), as plain SQL.
 
 The ORM builds every INSERT and UPDATE anew: for the one or two rows of a writer's own
 event that took longer than the database did (bulk_update builds a CASE per field and
@@ -81,3 +81,40 @@ def rows_update(rows: Sequence[Model], *, fields: Sequence[Field]) -> None:
             f"UPDATE {table} SET {assignments} WHERE {key} = %s",  # noqa: S608 - names from the model
             [[*row_values, row.pk] for row_values, row in zip(values, rows, strict=True)],
         )
+
+
+def rows_from_cursor(model: type[Model], cursor) -> list[Model]:
+    """The model instances for the rows an executed statement returned (SELECT or RETURNING).
+
+    What RawQuerySet does, without its per-query setup (column mapping, deferred-field checks,
+    annotation handling), which cost more than the query on the write path (issue 14's
+    profile). Each column named like a concrete field goes through that field's database
+    converters (JSON text to values, SQLite's UUID and datetime text...), as the ORM's reads
+    do; the statement must return every concrete column (SELECT *, RETURNING *); any other
+    column becomes an attribute as it is.
+    """
+    db = _db()
+    by_column = {field.column: field for field in model._meta.concrete_fields}
+    columns = [column[0] for column in cursor.description]
+    steps = []  # per column: (attribute name, its converters with their expression)
+    for column in columns:
+        field = by_column.get(column)
+        if field is None:
+            steps.append((column, ()))
+            continue
+        expression = field.get_col(model._meta.db_table)
+        found = db.ops.get_db_converters(expression) + field.get_db_converters(db)
+        steps.append((field.attname, tuple((converter, expression) for converter in found)))
+    field_names = [name for name, _ in steps if name in {field.attname for field in by_column.values()}]
+    rows = []
+    for values in cursor.fetchall():
+        named = {}
+        for value, (name, converters) in zip(values, steps, strict=True):
+            for converter, expression in converters:
+                value = converter(value, expression, db)
+            named[name] = value
+        row = model.from_db(db.alias, field_names, [named.pop(name) for name in field_names])
+        for name, value in named.items():
+            setattr(row, name, value)
+        rows.append(row)
+    return rows

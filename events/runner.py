@@ -26,7 +26,7 @@ from django.utils import timezone
 from events.exceptions import ProjectionFailed, StoreUnavailable
 from events.models import Checkpoint, Event, ProjectionRun
 from events.projections import Projection, projection_get, projection_names
-from events.rows import rows_update
+from events.rows import rows_from_cursor, rows_update
 from events.selectors import events_after, head_position
 from events.services import append_hooks_register, store_errors
 from events.types import StoredEvent
@@ -302,15 +302,15 @@ def _checkpoints_claim(names: list[str], *, head_before: int, position: int) -> 
     table = connection.ops.quote_name(Checkpoint._meta.db_table)
     lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     updated_at = Checkpoint._meta.get_field("updated_at").get_db_prep_save(timezone.now(), connection)
-    return list(
-        Checkpoint.objects.raw(
+    with connection.cursor() as cursor:
+        cursor.execute(
             f"UPDATE {table} SET position = %s, updated_at = %s,"  # noqa: S608 - no input in it
             " failed_position = NULL, failed_error = '', failed_at = NULL"
             f" WHERE id IN (SELECT id FROM {table} WHERE is_live AND position = %s"
             f" AND projection IN ({', '.join(['%s'] * len(names))}){lock}) RETURNING *",
             [position, updated_at, head_before, *names],
         )
-    )
+        return rows_from_cursor(Checkpoint, cursor)
 
 
 def _apply_handled(checkpoint: Checkpoint, events: list[StoredEvent]) -> None:
