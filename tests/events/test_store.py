@@ -15,7 +15,7 @@ from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
 from events.models import Event
 from events.rows import RETURNING_CHUNK
 from events.selectors import events_after, head_position, stream_read
-from events.services import event_append
+from events.services import append_lock, event_append
 from events.types import NewEvent
 from events.upcasting import register_upcaster, unregister_upcaster
 
@@ -207,6 +207,51 @@ def test_a_batch_whose_ids_are_partly_stored_is_refused_whole():
 
     assert head_position() == head
     assert [event.data for event in stream_read(stream_id=stream_id)] == [{"n": 1}]
+
+
+def test_a_refused_batch_in_the_lock_holders_transaction_cannot_commit_even_if_the_caller_goes_on():
+    # With locked_at the append runs in the caller's transaction without a savepoint of its
+    # own: the rows it inserted before finding an id already stored must not commit with it.
+    stored_id = uuid.uuid4()
+    stream_id = uuid.uuid4()
+    append(stream_id, 0, {"n": 1}, event_id=stored_id)
+    head = head_position()
+    batch = [NewEvent(type=NOTE, data={"n": 2}), NewEvent(type=NOTE, data={"n": 1}, event_id=stored_id)]
+
+    with transaction.atomic():
+        locked_at = append_lock()
+        with pytest.raises(EventIdReused):
+            event_append(
+                stream_id=stream_id, expected_version=1, events=batch, metadata=METADATA, locked_at=locked_at
+            )
+
+    assert head_position() == head
+    assert [event.data for event in stream_read(stream_id=stream_id)] == [{"n": 1}]
+
+
+def test_a_conflict_in_the_lock_holders_transaction_leaves_it_usable():
+    stream_id = stream_with(1)
+
+    with transaction.atomic():
+        locked_at = append_lock()
+        with pytest.raises(ConcurrencyConflict):
+            event_append(
+                stream_id=stream_id,
+                expected_version=0,
+                events=[NewEvent(type=NOTE, data={"n": 9})],
+                metadata=METADATA,
+                locked_at=locked_at,
+            )
+        (stored,) = event_append(
+            stream_id=stream_id,
+            expected_version=1,
+            events=[NewEvent(type=NOTE, data={"n": 2})],
+            metadata=METADATA,
+            locked_at=locked_at,
+        )
+
+    assert [event.data for event in stream_read(stream_id=stream_id)] == [{"n": 1}, {"n": 2}]
+    assert stored.recorded_at == locked_at
 
 
 def test_an_event_id_reused_for_another_stream_is_refused_and_stores_nothing():
