@@ -52,7 +52,12 @@ def rows_insert(
     values = _values(db, rows, fields, add=True)
     with db.cursor() as cursor:
         if not returning:
-            cursor.executemany(f"{head} VALUES {placeholders}{tail}", values)
+            # One row (a writer's own event, the common case) as a plain execute: psycopg's
+            # executemany enters pipeline mode and syncs, more work than the single statement.
+            if len(values) == 1:
+                cursor.execute(f"{head} VALUES {placeholders}{tail}", values[0])
+            else:
+                cursor.executemany(f"{head} VALUES {placeholders}{tail}", values)
             return []
         returned = []
         for start in range(0, len(values), RETURNING_CHUNK):
@@ -77,10 +82,12 @@ def rows_update(rows: Sequence[Model], *, fields: Sequence[Field]) -> None:
     values = _values(db, rows, fields, add=False)
     with db.cursor() as cursor:
         table, key = quote(model._meta.db_table), quote(model._meta.pk.column)
-        cursor.executemany(
-            f"UPDATE {table} SET {assignments} WHERE {key} = %s",  # noqa: S608 - names from the model
-            [[*row_values, row.pk] for row_values, row in zip(values, rows, strict=True)],
-        )
+        sql = f"UPDATE {table} SET {assignments} WHERE {key} = %s"  # noqa: S608 - names from the model
+        params = [[*row_values, row.pk] for row_values, row in zip(values, rows, strict=True)]
+        if len(params) == 1:  # see rows_insert
+            cursor.execute(sql, params[0])
+        else:
+            cursor.executemany(sql, params)
 
 
 def rows_from_cursor(model: type[Model], cursor) -> list[Model]:
