@@ -14,7 +14,7 @@ from events.chain import event_hash
 from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
 from events.models import Event
 from events.rows import RETURNING_CHUNK
-from events.selectors import events_after, head_position, stream_read
+from events.selectors import events_after, head_position, stream_last_and_version, stream_read
 from events.services import append_lock, event_append
 from events.types import NewEvent
 from events.upcasting import register_upcaster, unregister_upcaster
@@ -310,6 +310,25 @@ def test_numbers_the_database_spells_its_own_way_are_returned_as_read_and_verify
     assert appended.data == read.data
     assert float(appended.data["number"]) == number
     call_command("verify_events", stdout=io.StringIO())
+
+
+def test_the_newest_event_of_some_types_is_found_below_newer_events_of_other_types():
+    stream_id = uuid.uuid4()
+    append(stream_id, 0, {"n": 1}, {"n": 2})
+    event_append(
+        stream_id=stream_id,
+        expected_version=2,
+        events=[NewEvent(type=GREETING, data={"hi": 1}), NewEvent(type=GREETING, data={"hi": 2})],
+        metadata=METADATA,
+    )
+
+    note, version = stream_last_and_version(stream_id=stream_id, types=frozenset({NOTE}))
+    greeting, _ = stream_last_and_version(stream_id=stream_id, types=frozenset({GREETING}))
+
+    assert (note.data, note.stream_version, version) == ({"n": 2}, 2, 4)
+    assert (greeting.data, greeting.stream_version) == ({"hi": 2}, 4)
+    assert stream_last_and_version(stream_id=stream_id, types=frozenset({"test.other"})) == (None, 4)
+    assert stream_last_and_version(stream_id=uuid.uuid4(), types=frozenset({NOTE})) == (None, 0)
 
 
 def test_a_single_event_is_hashed_as_the_verifier_recomputes_it_whatever_its_characters():
