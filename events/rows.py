@@ -8,10 +8,12 @@ alike), so what lands in the table is what `save()` would have written.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
 
 # Rows per INSERT ... RETURNING statement: well below the bound parameters SQLite and
 # PostgreSQL allow in one statement.
@@ -90,7 +92,7 @@ def rows_update(rows: Sequence[Model], *, fields: Sequence[Field]) -> None:
             cursor.executemany(sql, params)
 
 
-def rows_from_cursor(model: type[Model], cursor) -> list[Model]:
+def rows_from_cursor(model: type[M], cursor) -> list[M]:
     """The model instances for the rows an executed statement returned (SELECT or RETURNING).
 
     What RawQuerySet does, without its per-query setup (column mapping, deferred-field checks,
@@ -103,19 +105,20 @@ def rows_from_cursor(model: type[Model], cursor) -> list[Model]:
     db = _db()
     by_column = {field.column: field for field in model._meta.concrete_fields}
     columns = [column[0] for column in cursor.description]
-    steps = []  # per column: (attribute name, its converters with their expression)
+    # Per column: the attribute name, and its converters each with the expression they expect.
+    steps: list[tuple[str, tuple[tuple[Any, Any], ...]]] = []
     for column in columns:
         field = by_column.get(column)
         if field is None:
             steps.append((column, ()))
             continue
         expression = field.get_col(model._meta.db_table)
-        found = db.ops.get_db_converters(expression) + field.get_db_converters(db)
+        found = db.ops.get_db_converters(expression) + field.get_db_converters(db)  # type: ignore[attr-defined]
         steps.append((field.attname, tuple((converter, expression) for converter in found)))
     field_names = [name for name, _ in steps if name in {field.attname for field in by_column.values()}]
     rows = []
     for values in cursor.fetchall():
-        named = {}
+        named: dict[str, Any] = {}
         for value, (name, converters) in zip(values, steps, strict=True):
             for converter, expression in converters:
                 value = converter(value, expression, db)

@@ -407,7 +407,8 @@ def _insert_one(
         metadata=metadata,
         recorded_at=recorded_at,
     )
-    fields = [Event._meta.get_field(name) for name in _INSERTED]
+    by_name = {field.name: field for field in Event._meta.concrete_fields}
+    fields = [by_name[name] for name in _INSERTED]
     values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
     key = values[1]
     quote = connection.ops.quote_name
