@@ -93,10 +93,12 @@ class _AgentState:
     content: str
     name: str
     archived: bool
+    # What append_lock() returned: the append joins the transaction holding the lock.
+    locked_at: dt.datetime
 
 
-def _load(agent_id: uuid.UUID) -> _AgentState:
-    """The write model of one agent, read from its stream (under the append lock)."""
+def _load(agent_id: uuid.UUID, *, locked_at: dt.datetime) -> _AgentState:
+    """The write model of one agent, read from its stream (under the append lock taken at `locked_at`)."""
     last_content, version = stream_last_and_version(stream_id=agent_id, types=types.CONTENT_EVENTS)
     if last_content is None:
         raise AgentNotFound(f"no agent with id {agent_id}")
@@ -118,6 +120,7 @@ def _load(agent_id: uuid.UUID) -> _AgentState:
         content=content,
         name=name,
         archived=archived,
+        locked_at=locked_at,
     )
 
 
@@ -180,7 +183,11 @@ def _new_revision(
     if document.name != state.name:
         _claim(document.name, state.agent_id)
     stored = event_append(
-        stream_id=state.agent_id, expected_version=state.version, events=[event], metadata=context.metadata()
+        stream_id=state.agent_id,
+        expected_version=state.version,
+        events=[event],
+        metadata=context.metadata(),
+        locked_at=state.locked_at,
     )
     return AgentChange(
         agent_id=state.agent_id,
@@ -195,7 +202,11 @@ def _new_revision(
 def _append(state: _AgentState, event: NewEvent, metadata: dict[str, object]) -> AgentChange:
     """Append one event that keeps the revision (archive, restore, label move)."""
     stored = event_append(
-        stream_id=state.agent_id, expected_version=state.version, events=[event], metadata=metadata
+        stream_id=state.agent_id,
+        expected_version=state.version,
+        events=[event],
+        metadata=metadata,
+        locked_at=state.locked_at,
     )
     return AgentChange(
         agent_id=state.agent_id,
@@ -235,7 +246,7 @@ def agent_create(
         event_id=event_id or uuid.uuid4(),
     )
     with transaction.atomic():
-        append_lock()
+        locked_at = append_lock()
         if event_id is not None and (earlier := event_by_id(event_id=event_id)) is not None:
             if earlier.type != types.CREATED:
                 raise InvalidCommand(f"event id {event_id} was already used for a {earlier.type} event")
@@ -251,7 +262,9 @@ def agent_create(
         if stream_version(stream_id=agent_id):
             raise InvalidCommand(f"an agent with id {agent_id} already exists")
         _claim(document.name, agent_id)
-        stored = event_append(stream_id=agent_id, expected_version=0, events=[event], metadata=metadata)
+        stored = event_append(
+            stream_id=agent_id, expected_version=0, events=[event], metadata=metadata, locked_at=locked_at
+        )
     return AgentChange(
         agent_id=agent_id, name=document.name, revision=1, stream_version=1, changed=True, events=stored
     )
@@ -268,8 +281,7 @@ def agent_revise(
     document = parse_agent_document(content)
     context.metadata()
     with transaction.atomic():
-        append_lock()
-        state = _load(agent_id)
+        state = _load(agent_id, locked_at=append_lock())
         _check_version(state, expected_version)
         if state.archived:
             raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
@@ -291,8 +303,7 @@ def agent_revert(
     """Store an earlier revision's content as a new revision (nothing when it is already current)."""
     context.metadata()
     with transaction.atomic():
-        append_lock()
-        state = _load(agent_id)
+        state = _load(agent_id, locked_at=append_lock())
         _check_version(state, expected_version)
         if state.archived:
             raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
@@ -352,8 +363,7 @@ def _status_change(
 ) -> AgentChange:
     metadata = context.metadata()
     with transaction.atomic():
-        append_lock()
-        state = _load(agent_id)
+        state = _load(agent_id, locked_at=append_lock())
         _check_version(state, expected_version)
         if state.archived == archive:
             raise StatusUnchanged(f"agent {state.name!r} is already {'archived' if archive else 'active'}")
@@ -397,8 +407,7 @@ def agent_label_move(
         )
     metadata = context.metadata()
     with transaction.atomic():
-        append_lock()
-        state = _load(agent_id)
+        state = _load(agent_id, locked_at=append_lock())
         _check_version(state, expected_version)
         if state.archived:
             raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
@@ -446,8 +455,7 @@ def agent_patch(
     with transaction.atomic():
         # The lock first: the content patched below is then the stream's newest, and nothing
         # can be appended between reading it and appending the result.
-        append_lock()
-        state = _load(agent_id)
+        state = _load(agent_id, locked_at=append_lock())
         _check_version(state, expected_version)
         if state.archived:
             raise AgentArchived(f"agent {state.name!r} is archived; restore it first")

@@ -27,6 +27,42 @@ def timestamp_text(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def event_body(
+    *,
+    event_id: uuid.UUID,
+    stream_id: uuid.UUID,
+    stream_version: int,
+    type: str,
+    schema_version: int,
+    data: dict[str, Any],
+    metadata: dict[str, Any],
+    recorded_at: dt.datetime,
+) -> str:
+    """The canonical JSON of one event that its chain hash covers (everything but position and hash)."""
+    return canonical_json(
+        {
+            "event_id": str(event_id),
+            "stream_id": str(stream_id),
+            "stream_version": stream_version,
+            "type": type,
+            "schema_version": schema_version,
+            "data": data,
+            "metadata": metadata,
+            "recorded_at": timestamp_text(recorded_at),
+        }
+    )
+
+
+def chain_hash(previous_hash: str, body: str) -> str:
+    """SHA-256, as hex, of the UTF-8 of the previous hash followed by the event's body.
+
+    The append computes the same in PostgreSQL when the previous hash is only read there
+    (events.services, `encode(sha256(convert_to(previous || body, 'UTF8')), 'hex')`): keep both
+    in step.
+    """
+    return hashlib.sha256((previous_hash + body).encode("utf-8")).hexdigest()
+
+
 def event_hash(
     *,
     previous_hash: str,
@@ -40,19 +76,17 @@ def event_hash(
     recorded_at: dt.datetime,
 ) -> str:
     """The chain hash of one event given the hash of the one before it in its stream."""
-    body = canonical_json(
-        {
-            "event_id": str(event_id),
-            "stream_id": str(stream_id),
-            "stream_version": stream_version,
-            "type": type,
-            "schema_version": schema_version,
-            "data": data,
-            "metadata": metadata,
-            "recorded_at": timestamp_text(recorded_at),
-        }
+    body = event_body(
+        event_id=event_id,
+        stream_id=stream_id,
+        stream_version=stream_version,
+        type=type,
+        schema_version=schema_version,
+        data=data,
+        metadata=metadata,
+        recorded_at=recorded_at,
     )
-    return hashlib.sha256((previous_hash + body).encode("utf-8")).hexdigest()
+    return chain_hash(previous_hash, body)
 
 
 class SealHasher:

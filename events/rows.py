@@ -1,4 +1,4 @@
-"""Writes of model rows for the hot paths (append, projections), as plain SQL statements.
+"""Writes (and reads back) of model rows for the hot paths (append, projections), as plain SQL.
 
 The ORM builds every INSERT and UPDATE anew: for the one or two rows of a writer's own
 event that took longer than the database did (bulk_update builds a CASE per field and
@@ -8,10 +8,12 @@ alike), so what lands in the table is what `save()` would have written.
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
 
 # Rows per INSERT ... RETURNING statement: well below the bound parameters SQLite and
 # PostgreSQL allow in one statement.
@@ -52,7 +54,12 @@ def rows_insert(
     values = _values(db, rows, fields, add=True)
     with db.cursor() as cursor:
         if not returning:
-            cursor.executemany(f"{head} VALUES {placeholders}{tail}", values)
+            # One row (a writer's own event, the common case) as a plain execute: psycopg's
+            # executemany enters pipeline mode and syncs, more work than the single statement.
+            if len(values) == 1:
+                cursor.execute(f"{head} VALUES {placeholders}{tail}", values[0])
+            else:
+                cursor.executemany(f"{head} VALUES {placeholders}{tail}", values)
             return []
         returned = []
         for start in range(0, len(values), RETURNING_CHUNK):
@@ -77,7 +84,47 @@ def rows_update(rows: Sequence[Model], *, fields: Sequence[Field]) -> None:
     values = _values(db, rows, fields, add=False)
     with db.cursor() as cursor:
         table, key = quote(model._meta.db_table), quote(model._meta.pk.column)
-        cursor.executemany(
-            f"UPDATE {table} SET {assignments} WHERE {key} = %s",  # noqa: S608 - names from the model
-            [[*row_values, row.pk] for row_values, row in zip(values, rows, strict=True)],
-        )
+        sql = f"UPDATE {table} SET {assignments} WHERE {key} = %s"  # noqa: S608 - names from the model
+        params = [[*row_values, row.pk] for row_values, row in zip(values, rows, strict=True)]
+        if len(params) == 1:  # see rows_insert
+            cursor.execute(sql, params[0])
+        else:
+            cursor.executemany(sql, params)
+
+
+def rows_from_cursor(model: type[M], cursor) -> list[M]:
+    """The model instances for the rows an executed statement returned (SELECT or RETURNING).
+
+    What RawQuerySet does, without its per-query setup (column mapping, deferred-field checks,
+    annotation handling), which cost more than the query on the write path (issue 14's
+    profile). Each column named like a concrete field goes through that field's database
+    converters (JSON text to values, SQLite's UUID and datetime text...), as the ORM's reads
+    do; the statement must return every concrete column (SELECT *, RETURNING *); any other
+    column becomes an attribute as it is.
+    """
+    db = _db()
+    by_column = {field.column: field for field in model._meta.concrete_fields}
+    columns = [column[0] for column in cursor.description]
+    # Per column: the attribute name, and its converters each with the expression they expect.
+    steps: list[tuple[str, tuple[tuple[Any, Any], ...]]] = []
+    for column in columns:
+        field = by_column.get(column)
+        if field is None:
+            steps.append((column, ()))
+            continue
+        expression = field.get_col(model._meta.db_table)
+        found = db.ops.get_db_converters(expression) + field.get_db_converters(db)  # type: ignore[attr-defined]
+        steps.append((field.attname, tuple((converter, expression) for converter in found)))
+    field_names = [name for name, _ in steps if name in {field.attname for field in by_column.values()}]
+    rows = []
+    for values in cursor.fetchall():
+        named: dict[str, Any] = {}
+        for value, (name, converters) in zip(values, steps, strict=True):
+            for converter, expression in converters:
+                value = converter(value, expression, db)
+            named[name] = value
+        row = model.from_db(db.alias, field_names, [named.pop(name) for name in field_names])
+        for name, value in named.items():
+            setattr(row, name, value)
+        rows.append(row)
+    return rows

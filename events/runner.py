@@ -26,7 +26,7 @@ from django.utils import timezone
 from events.exceptions import ProjectionFailed, StoreUnavailable
 from events.models import Checkpoint, Event, ProjectionRun
 from events.projections import Projection, projection_get, projection_names
-from events.rows import rows_update
+from events.rows import rows_from_cursor, rows_update
 from events.selectors import events_after, head_position
 from events.services import append_hooks_register, store_errors
 from events.types import StoredEvent
@@ -240,29 +240,28 @@ def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -
 
     A projection that raises is rolled back to a savepoint of its own, its failure recorded
     on its checkpoint (which stays put), and the others still apply; the write commits.
-    The common case pays one savepoint for all of them; only a failure retries one by one.
+
+    Round trips (issue 14): the checkpoints are claimed and moved in one statement, before
+    the views are written (an UPDATE ... RETURNING whose row locks are the SKIP LOCKED claim),
+    and the common case pays one savepoint for all views, never released (COMMIT releases
+    it; a RELEASE would be one more round trip for nothing). Only a failure rolls back to it,
+    retries the projections one by one under savepoints of their own, and writes the
+    checkpoints again: a failed one back to `head_before`, with its failure.
     """
     if not read_your_writes_enabled():
         return False
     names = projection_names()
     if not names:
         return True
-    table = connection.ops.quote_name(Checkpoint._meta.db_table)
-    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    checkpoints = list(
-        Checkpoint.objects.raw(
-            f"SELECT * FROM {table} WHERE is_live AND position = %s"  # noqa: S608 - no input in it
-            f" AND projection IN ({', '.join(['%s'] * len(names))}){lock}",
-            [head_before, *names],
-        )
-    )
+    checkpoints = _checkpoints_claim(names, head_before=head_before, position=events[-1].position)
     if not checkpoints:
         return False
-    fields = ["position", "updated_at"]
+    # A savepoint by hand, not atomic(): atomic() would RELEASE it on success. Nothing the
+    # views do registers on_commit work that a rollback to it would have to discard.
+    savepoint = transaction.savepoint()
     try:
-        with transaction.atomic():
-            for checkpoint in checkpoints:
-                _apply_handled(checkpoint, events)
+        for checkpoint in checkpoints:
+            _apply_handled(checkpoint, events)
     except _DB_LOST:
         raise
     except Exception:
@@ -271,11 +270,11 @@ def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -
             events[0].position,
             events[-1].position,
         )
+        transaction.savepoint_rollback(savepoint)
         for checkpoint in checkpoints:
             try:
                 with transaction.atomic():
                     _apply_handled(checkpoint, events)
-                _failure_clear(checkpoint)
             except _DB_LOST:
                 raise
             except Exception as exc:
@@ -287,15 +286,31 @@ def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -
                 )
                 checkpoint.position = head_before
                 _failure_set(checkpoint, position=events[0].position, exc=exc)
-        fields += FAILURE_FIELDS
+        fields = ["position", "updated_at", *FAILURE_FIELDS]
         rows_update(checkpoints, fields=[f for f in Checkpoint._meta.concrete_fields if f.name in fields])
         return False
-    if any(checkpoint.failed_position is not None for checkpoint in checkpoints):
-        for checkpoint in checkpoints:
-            _failure_clear(checkpoint)
-        fields += FAILURE_FIELDS
-    rows_update(checkpoints, fields=[f for f in Checkpoint._meta.concrete_fields if f.name in fields])
     return len(checkpoints) == len(names)
+
+
+def _checkpoints_claim(names: list[str], *, head_before: int, position: int) -> list[Checkpoint]:
+    """Move the live checkpoints of `names` that stand at `head_before` to `position` and
+    return them (their failures cleared): one statement, on the append's hot path.
+
+    SKIP LOCKED in the subquery: a checkpoint a runner holds is left to it (see
+    projections_apply_appended); the UPDATE's row locks then keep it ours until COMMIT.
+    """
+    table = connection.ops.quote_name(Checkpoint._meta.db_table)
+    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    updated_at = Checkpoint._meta.get_field("updated_at").get_db_prep_save(timezone.now(), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET position = %s, updated_at = %s,"  # noqa: S608 - no input in it
+            " failed_position = NULL, failed_error = '', failed_at = NULL"
+            f" WHERE id IN (SELECT id FROM {table} WHERE is_live AND position = %s"
+            f" AND projection IN ({', '.join(['%s'] * len(names))}){lock}) RETURNING *",
+            [position, updated_at, head_before, *names],
+        )
+        return rows_from_cursor(Checkpoint, cursor)
 
 
 def _apply_handled(checkpoint: Checkpoint, events: list[StoredEvent]) -> None:

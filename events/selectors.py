@@ -10,6 +10,7 @@ from django.db import NotSupportedError, connection
 from django.db.models import F, Func, JSONField, Max, Value
 
 from events.models import Event
+from events.rows import rows_from_cursor
 from events.types import StoredEvent
 from events.upcasting import upcast, upcast_pending
 
@@ -73,24 +74,38 @@ def stream_last(*, stream_id: uuid.UUID, types: frozenset[str]) -> StoredEvent |
 
 
 def stream_last_and_version(*, stream_id: uuid.UUID, types: frozenset[str]) -> tuple[StoredEvent | None, int]:
-    """The newest event of one of `types` in the stream (or None) and the stream's version, in one query.
+    """The newest event of one of `types` in the stream (or None) and the stream's version.
 
     Written as SQL: it runs on every write, and the ORM took longer to build this statement
-    than PostgreSQL took to answer it.
+    than PostgreSQL took to answer it. One query when the stream's newest event is of
+    `types` (a writer's stream, nearly always): the newest event by the (stream_id,
+    stream_version) key, a plan that cannot go wrong. Asking for "the newest of these types"
+    directly let PostgreSQL, with statistics a little behind a growing log, intersect the
+    stream's index with the type index and sort the stream: 1.4 ms instead of 0.06 on a log
+    of 11,000 events (issue 14), growing with the log. Otherwise a second query searches
+    below that version.
     """
     table = connection.ops.quote_name(Event._meta.db_table)
     key = Event._meta.get_field("stream_id").get_db_prep_value(stream_id, connection)
-    kinds = sorted(types)
-    rows = Event.objects.raw(
-        f"SELECT e.*, (SELECT MAX(stream_version) FROM {table} WHERE stream_id = %s) AS head"  # noqa: S608 - no input in it
-        f" FROM {table} e WHERE e.stream_id = %s AND e.type IN ({', '.join(['%s'] * len(kinds))})"
-        " ORDER BY e.stream_version DESC LIMIT 1",
-        [key, key, *kinds],
-    )
-    row = next(iter(rows), None)
-    if row is None:
-        return None, stream_version(stream_id=stream_id)
-    return stored_event_from_row(row), row.head  # type: ignore[attr-defined]  # the SELECT's extra column
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT * FROM {table} WHERE stream_id = %s ORDER BY stream_version DESC LIMIT 1",  # noqa: S608 - no input in it
+            [key],
+        )
+        # rows_from_cursor, not Event.objects.raw(): RawQuerySet's setup cost more than the query.
+        newest = next(iter(rows_from_cursor(Event, cursor)), None)
+        if newest is None:
+            return None, 0
+        if newest.type in types:
+            return stored_event_from_row(newest), newest.stream_version
+        kinds = sorted(types)
+        cursor.execute(
+            f"SELECT * FROM {table} WHERE stream_id = %s AND stream_version < %s"  # noqa: S608 - no input in it
+            f" AND type IN ({', '.join(['%s'] * len(kinds))}) ORDER BY stream_version DESC LIMIT 1",
+            [key, newest.stream_version, *kinds],
+        )
+        row = next(iter(rows_from_cursor(Event, cursor)), None)
+    return (stored_event_from_row(row) if row else None), newest.stream_version
 
 
 def stream_of_types(*, stream_id: uuid.UUID, types: frozenset[str]) -> list[StoredEvent]:

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 
-from events.chain import canonical_json, event_hash
+from events.chain import canonical_json, event_body, event_hash
 from events.exceptions import (
     ConcurrencyConflict,
     EventIdReused,
@@ -92,8 +92,12 @@ def append_lock() -> dt.datetime:
     or below a visible position is already visible. The cost is that appends are serial;
     that is the write-throughput limit (README, "Scale-out"). We chose this over
     transaction-id visibility (pg_snapshot_xmin) because it is simple, works the same on
-    SQLite (whose IMMEDIATE transactions are already serial) and its throughput, thousands
-    of appends a second, is far above what people editing agent definitions produce.
+    SQLite (whose IMMEDIATE transactions are already serial), keeps the seals' head final
+    (events.sealing._sealable_head) and its throughput is far above what people editing
+    agent definitions produce: measured in issue 14, one database takes about 300 revisions
+    a second through agent_revise with both views applied inline, and the same (no more)
+    with 2 to 16 writers on different agents, because the lock is held for the whole write
+    (2-core machine; README, "Scale-out", for the curve and what would replace the lock).
 
     Callers that must read state and then append (services deciding on the next revision)
     take it first thing in their transaction, so what they read cannot change before they
@@ -106,14 +110,24 @@ def append_lock() -> dt.datetime:
     rest of the transaction, which under this lock has nobody else's row lock to wait on
     (the projection checkpoints are taken with SKIP LOCKED), and costs no extra round trip
     to undo.
+
+    One round trip (issue 14): the timeout is set by `set_config(..., is_local => true)`, the
+    SET LOCAL of a function call, inside the lock call's own argument, so PostgreSQL must
+    evaluate it before it starts waiting for the lock (a separate SET LOCAL statement cost a
+    round trip per write; a setting per connection would bound every other lock wait too).
+    `clock_timestamp()` comes after the lock call in the same row: the clock read once the
+    lock is ours, so recorded_at grows with the position.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("append_lock() must be called inside transaction.atomic()")
     with store_errors(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            timeout_ms = int(settings.APPEND_LOCK_TIMEOUT_SECONDS * 1000)
-            cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")  # an int: nothing to quote
-            cursor.execute("SELECT pg_advisory_xact_lock(%s), clock_timestamp()", [APPEND_LOCK_KEY])
+            timeout_ms = str(int(settings.APPEND_LOCK_TIMEOUT_SECONDS * 1000))
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s + 0 * length(set_config('lock_timeout', %s, true))),"
+                " clock_timestamp()",
+                [APPEND_LOCK_KEY, timeout_ms],
+            )
             return cursor.fetchone()[1]
         # SQLite: the IMMEDIATE transaction (settings) already holds the single write lock.
         cursor.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
@@ -203,6 +217,7 @@ def event_append(
     expected_version: int,
     events: Sequence[NewEvent],
     metadata: Mapping[str, Any],
+    locked_at: dt.datetime | None = None,
 ) -> list[StoredEvent]:
     """Append events to one stream if it is at `expected_version` (0 for a new stream).
 
@@ -211,6 +226,12 @@ def event_append(
     retried request is harmless. The registered append hooks (events.runner) run in this
     transaction after the INSERT and after its COMMIT. Database errors come out as
     StoreUnavailable or StoreBusy.
+
+    `locked_at`: what `append_lock()` returned to a caller that took the lock in the
+    transaction it calls this in (the services do, to read state and append under one lock).
+    The append then joins that transaction as it is: no second lock statement, no savepoint
+    of its own (each a round trip per write); an error after a statement of it ran dooms the
+    caller's transaction (Django's set_rollback), so nothing half-appended can commit.
     """
     if not events:
         raise InvalidEvent("nothing to append")
@@ -228,7 +249,7 @@ def event_append(
     stored_metadata, *payloads = _as_stored([metadata, *(new.data for new in events)])
 
     try:
-        return _append(stream_id, expected_version, events, stored_metadata, payloads)
+        return _append(stream_id, expected_version, events, stored_metadata, payloads, locked_at)
     except IntegrityError as exc:
         # The unique (stream_id, stream_version): only an append that skipped the lock can
         # take the version between our head read and our INSERT. Nothing of ours is stored.
@@ -237,16 +258,42 @@ def event_append(
         ) from exc
 
 
+@contextlib.contextmanager
+def _in_callers_transaction() -> Iterator[None]:
+    """Run in the caller's transaction without a savepoint of its own. A conflict stored
+    nothing (found by the head read, or an INSERT that inserted no row) and leaves it usable;
+    any other error marks it for rollback, as leaving an atomic block would."""
+    try:
+        yield
+    except ConcurrencyConflict:
+        raise
+    except BaseException:
+        transaction.set_rollback(True)
+        raise
+
+
 def _append(
     stream_id: uuid.UUID,
     expected_version: int,
     events: Sequence[NewEvent],
     metadata: dict[str, Any],
     payloads: list[Any],
+    locked_at: dt.datetime | None,
 ) -> list[StoredEvent]:
+    if locked_at is not None and not connection.in_atomic_block:
+        raise RuntimeError("event_append(locked_at=...) must run in the transaction that took the lock")
     with store_errors():
-        with transaction.atomic():
-            recorded_at = append_lock()
+        with transaction.atomic() if locked_at is None else _in_callers_transaction():
+            recorded_at = append_lock() if locked_at is None else locked_at
+            if connection.vendor == "postgresql" and len(events) == 1:
+                inserted = _insert_one(
+                    stream_id, expected_version, events[0], metadata, payloads[0], recorded_at
+                )
+                if inserted is not None:
+                    stored, head_before = inserted
+                    _hooks_run(stored, head_before=head_before)
+                    return stored
+                # Nothing inserted: the plain path below reads the head and finds out why.
             head_before, version, previous_hash = _stream_head(stream_id)
             if version != expected_version:
                 # A retry of an append that went through finds the stream moved on by itself.
@@ -305,9 +352,93 @@ def _append(
             for row, position in zip(rows, positions, strict=True):
                 row.position = position
             stored = [stored_event_from_row(row) for row in rows]
-            hooks = _hooks
-            if hooks is not None:
-                applied = hooks.inline(stored, head_before=head_before)
-                last_position = stored[-1].position
-                transaction.on_commit(lambda: hooks.after_commit(position=last_position, applied=applied))
+            _hooks_run(stored, head_before=head_before)
         return stored
+
+
+def _hooks_run(stored: list[StoredEvent], *, head_before: int) -> None:
+    hooks = _hooks
+    if hooks is not None:
+        applied = hooks.inline(stored, head_before=head_before)
+        last_position = stored[-1].position
+        transaction.on_commit(lambda: hooks.after_commit(position=last_position, applied=applied))
+
+
+def _insert_one(
+    stream_id: uuid.UUID,
+    expected_version: int,
+    new: NewEvent,
+    metadata: dict[str, Any],
+    data: Any,
+    recorded_at: dt.datetime,
+) -> tuple[list[StoredEvent], int] | None:
+    """PostgreSQL, one event: head check, previous hash, INSERT and the log's head before it in
+    one statement (the round trip of a separate head read saved on every write); None when
+    nothing was inserted (the stream is not at `expected_version`, or the event id is taken).
+
+    Raw SQL on the hottest path (issue 14's profile), here in the module that writes the log.
+    The chain hash is SHA-256 of the previous hash and the event's canonical JSON; the JSON
+    (with the version the event gets if the stream is where the caller expects) is made here
+    and the database only prefixes the previous hash it reads and hashes: the same bytes as
+    events.chain.chain_hash, which verification recomputes for every event. The version check
+    is in the WHERE: a stream at another version inserts no row (and a version taken anyway
+    hits the unique key, ON CONFLICT DO NOTHING). The head before the INSERT is the log's
+    MAX(position) as this statement's snapshot sees it, without its own row; the append lock
+    holds the log still, so it is what the inline views need (runner, head_before).
+    """
+    version = expected_version + 1
+    body = event_body(
+        event_id=new.event_id,
+        stream_id=stream_id,
+        stream_version=version,
+        type=new.type,
+        schema_version=new.schema_version,
+        data=data,
+        metadata=metadata,
+        recorded_at=recorded_at,
+    )
+    row = Event(
+        event_id=new.event_id,
+        stream_id=stream_id,
+        stream_version=version,
+        type=new.type,
+        schema_version=new.schema_version,
+        data=data,
+        metadata=metadata,
+        recorded_at=recorded_at,
+    )
+    by_name = {field.name: field for field in Event._meta.concrete_fields}
+    fields = [by_name[name] for name in _INSERTED]
+    values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+    key = values[1]
+    quote = connection.ops.quote_name
+    table = quote(Event._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(quote(field.column) for field in fields)}, hash)"  # noqa: S608 - names from the model
+            f" SELECT {', '.join(['%s'] * len(fields))}, encode(sha256(convert_to(COALESCE("
+            f"(SELECT hash FROM {table} WHERE stream_id = %s AND stream_version = %s), '')"
+            " || %s, 'UTF8')), 'hex')"
+            f" WHERE (SELECT COALESCE(MAX(stream_version), 0) FROM {table} WHERE stream_id = %s) = %s"
+            " ON CONFLICT DO NOTHING"
+            f" RETURNING position, hash, (SELECT COALESCE(MAX(position), 0) FROM {table})",
+            [*values, key, expected_version, body, key, expected_version],
+        )
+        returned = cursor.fetchone()
+    if returned is None:
+        return None
+    row.position, row.hash, head_before = returned
+    return [stored_event_from_row(row)], head_before
+
+
+# The columns _insert_one writes from the event (position comes from the sequence, hash from the chain).
+_INSERTED = (
+    "event_id",
+    "stream_id",
+    "stream_version",
+    "type",
+    "schema_version",
+    "data",
+    "metadata",
+    "recorded_at",
+)

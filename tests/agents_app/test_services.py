@@ -178,6 +178,29 @@ def test_revise_appends_agent_revised_with_revision_2(commit, context, agent, ma
     assert revision_get(agent_id=agent.agent_id, revision=1).content == make_agent_text(agent.name)
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the service's own transaction, not a savepoint in the test's
+def test_a_revision_takes_the_append_lock_once_and_one_savepoint_for_all_views(
+    commit, context, agent, make_agent_text
+):
+    # Issue 14: event_append joins the transaction in which the service took the lock (no
+    # second lock, no savepoint of its own); the inline views share one savepoint.
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, execution_context):
+        statements.append(sql)
+        return execute(sql, params, many, execution_context)
+
+    text = make_agent_text(agent.name, description="Counted")
+    with connection.execute_wrapper(record):
+        change = commit(agent_revise, agent_id=agent.agent_id, content=text, context=context)
+
+    assert change.changed and agent_get(agent_id=agent.agent_id).description == "Counted"
+    assert sum("pg_advisory_xact_lock" in sql for sql in statements) == 1
+    assert sum(sql.startswith("SAVEPOINT") for sql in statements) == 1
+    assert not any("SET LOCAL" in sql or "RELEASE SAVEPOINT" in sql for sql in statements)
+
+
 def test_revising_with_identical_content_stores_nothing(commit, context, agent, make_agent_text):
     before = stored_state()
     same = make_agent_text(agent.name).encode()

@@ -10,11 +10,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
+from events.chain import event_hash
 from events.exceptions import ConcurrencyConflict, EventIdReused, InvalidEvent
 from events.models import Event
 from events.rows import RETURNING_CHUNK
-from events.selectors import events_after, head_position, stream_read
-from events.services import event_append
+from events.selectors import events_after, head_position, stream_last_and_version, stream_read
+from events.services import append_lock, event_append
 from events.types import NewEvent
 from events.upcasting import register_upcaster, unregister_upcaster
 
@@ -208,6 +209,51 @@ def test_a_batch_whose_ids_are_partly_stored_is_refused_whole():
     assert [event.data for event in stream_read(stream_id=stream_id)] == [{"n": 1}]
 
 
+def test_a_refused_batch_in_the_lock_holders_transaction_cannot_commit_even_if_the_caller_goes_on():
+    # With locked_at the append runs in the caller's transaction without a savepoint of its
+    # own: the rows it inserted before finding an id already stored must not commit with it.
+    stored_id = uuid.uuid4()
+    stream_id = uuid.uuid4()
+    append(stream_id, 0, {"n": 1}, event_id=stored_id)
+    head = head_position()
+    batch = [NewEvent(type=NOTE, data={"n": 2}), NewEvent(type=NOTE, data={"n": 1}, event_id=stored_id)]
+
+    with transaction.atomic():
+        locked_at = append_lock()
+        with pytest.raises(EventIdReused):
+            event_append(
+                stream_id=stream_id, expected_version=1, events=batch, metadata=METADATA, locked_at=locked_at
+            )
+
+    assert head_position() == head
+    assert [event.data for event in stream_read(stream_id=stream_id)] == [{"n": 1}]
+
+
+def test_a_conflict_in_the_lock_holders_transaction_leaves_it_usable():
+    stream_id = stream_with(1)
+
+    with transaction.atomic():
+        locked_at = append_lock()
+        with pytest.raises(ConcurrencyConflict):
+            event_append(
+                stream_id=stream_id,
+                expected_version=0,
+                events=[NewEvent(type=NOTE, data={"n": 9})],
+                metadata=METADATA,
+                locked_at=locked_at,
+            )
+        (stored,) = event_append(
+            stream_id=stream_id,
+            expected_version=1,
+            events=[NewEvent(type=NOTE, data={"n": 2})],
+            metadata=METADATA,
+            locked_at=locked_at,
+        )
+
+    assert [event.data for event in stream_read(stream_id=stream_id)] == [{"n": 1}, {"n": 2}]
+    assert stored.recorded_at == locked_at
+
+
 def test_an_event_id_reused_for_another_stream_is_refused_and_stores_nothing():
     event_id = uuid.uuid4()
     append(uuid.uuid4(), 0, {"n": 1}, event_id=event_id)
@@ -263,6 +309,52 @@ def test_numbers_the_database_spells_its_own_way_are_returned_as_read_and_verify
     (read,) = stream_read(stream_id=stream_id)
     assert appended.data == read.data
     assert float(appended.data["number"]) == number
+    call_command("verify_events", stdout=io.StringIO())
+
+
+def test_the_newest_event_of_some_types_is_found_below_newer_events_of_other_types():
+    stream_id = uuid.uuid4()
+    append(stream_id, 0, {"n": 1}, {"n": 2})
+    event_append(
+        stream_id=stream_id,
+        expected_version=2,
+        events=[NewEvent(type=GREETING, data={"hi": 1}), NewEvent(type=GREETING, data={"hi": 2})],
+        metadata=METADATA,
+    )
+
+    note, version = stream_last_and_version(stream_id=stream_id, types=frozenset({NOTE}))
+    greeting, _ = stream_last_and_version(stream_id=stream_id, types=frozenset({GREETING}))
+
+    assert (note.data, note.stream_version, version) == ({"n": 2}, 2, 4)
+    assert (greeting.data, greeting.stream_version) == ({"hi": 2}, 4)
+    assert stream_last_and_version(stream_id=stream_id, types=frozenset({"test.other"})) == (None, 4)
+    assert stream_last_and_version(stream_id=uuid.uuid4(), types=frozenset({NOTE})) == (None, 0)
+
+
+def test_a_single_event_is_hashed_as_the_verifier_recomputes_it_whatever_its_characters():
+    # On PostgreSQL one event's hash is computed in the INSERT (the previous hash read there):
+    # it must be the bytes events.chain hashes, for text beyond ASCII and JSON escapes too.
+    stream_id = uuid.uuid4()
+    texts = ["héllo wörld", "日本語 \U0001f600", 'quote " backslash \\ tab \t', "\u2028 line sep"]
+
+    stored = [append(stream_id, version, {"text": text})[0] for version, text in enumerate(texts)]
+
+    previous = ""
+    for event in stored:
+        expected = event_hash(
+            previous_hash=previous,
+            event_id=event.event_id,
+            stream_id=event.stream_id,
+            stream_version=event.stream_version,
+            type=event.type,
+            schema_version=event.schema_version,
+            data=event.data,
+            metadata=event.metadata,
+            recorded_at=event.recorded_at,
+        )
+        assert event.hash == expected
+        previous = expected
+    assert [event.hash for event in stream_read(stream_id=stream_id)] == [event.hash for event in stored]
     call_command("verify_events", stdout=io.StringIO())
 
 
