@@ -201,7 +201,7 @@ def test_the_status_page_shows_the_seals_checked_the_unsealed_events_and_the_sea
 
     head = seals()[-1]
     assert 'data-result="ok"' in page and "3 seals" in page and "1 newer event not yet sealed" in page
-    assert f"Seal head: position {head.end_position}, hash <code>{head.hash}</code>" in page
+    assert f'Seal head: position {head.end_position}, hash <code class="seal-hash">{head.hash}</code>' in page
 
 
 def test_events_past_the_newest_seal_are_reported_as_not_yet_sealed_not_as_a_failure(log):
