@@ -8,6 +8,7 @@
 | agent.archived      | reason                                 | no        |
 | agent.restored      | reason                                 | no        |
 | agent.label_moved   | label, revision (null: label removed)  | no        |
+| agent.promotion_*   | request_id, label, from/to_revision, comment | no  |
 
 `content` is the full raw text of the file; the name and every other field are parsed from
 it, so a revision whose `name` differs is a rename. Metadata (actor, source, reason,
@@ -20,6 +21,16 @@ REVERTED = "agent.reverted"
 ARCHIVED = "agent.archived"
 RESTORED = "agent.restored"
 LABEL_MOVED = "agent.label_moved"
+# The four-eyes path of a protected label (agents_app.promotions), in the agent's own stream.
+PROMOTION_REQUESTED = "agent.promotion_requested"
+PROMOTION_APPROVED = "agent.promotion_approved"
+PROMOTION_REJECTED = "agent.promotion_rejected"
+PROMOTION_WITHDRAWN = "agent.promotion_withdrawn"
+PROMOTION_EVENTS = frozenset(
+    {PROMOTION_REQUESTED, PROMOTION_APPROVED, PROMOTION_REJECTED, PROMOTION_WITHDRAWN}
+)
+# In the registry's own stream (agents_app.promotions.services.REGISTRY_STREAM), not an agent's.
+LABEL_POLICY_SET = "registry.label_policy_set"
 
 CONTENT_EVENTS = frozenset({CREATED, REVISED, REVERTED})
-ALL = frozenset({CREATED, REVISED, REVERTED, ARCHIVED, RESTORED, LABEL_MOVED})
+ALL = frozenset({CREATED, REVISED, REVERTED, ARCHIVED, RESTORED, LABEL_MOVED}) | PROMOTION_EVENTS

@@ -195,4 +195,6 @@ class GitImportedCommit(models.Model):
 
 
 # Webhooks live in their own module; imported here so that Django finds them in this app.
+# Label policies and promotion requests: their own module, found by Django through this import.
+from agents_app.promotions.models import LabelPolicy, PromotionApproval, PromotionRequest  # noqa: E402, F401
 from agents_app.webhooks.models import WebhookDelivery, WebhookSubscription  # noqa: E402, F401

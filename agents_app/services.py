@@ -18,6 +18,8 @@ from agents_app.document import AgentDocument, parse_agent_document
 from agents_app.exceptions import AgentArchived, AgentNotFound, InvalidCommand, NameTaken, StatusUnchanged
 from agents_app.labels import LABEL_PATTERN, RESERVED_LABELS
 from agents_app.models import AgentNameClaim
+from agents_app.promotions.exceptions import LabelProtected
+from agents_app.promotions.selectors import label_is_protected
 from events.exceptions import ConcurrencyConflict
 from events.selectors import (
     event_by_id,
@@ -411,6 +413,12 @@ def agent_label_move(
         _check_version(state, expected_version)
         if state.archived:
             raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
+        # Under the lock, so a policy set meanwhile cannot let a move through (promotions).
+        if label_is_protected(label):
+            raise LabelProtected(
+                f"label {label!r} is protected: moving it needs an approved promotion request"
+                + ("" if revision is not None else "; to remove it, unprotect it first (its policy)")
+            )
         if revision is not None and not 1 <= revision <= state.revision:
             raise AgentNotFound(
                 f"agent {state.name!r} has no revision {revision} (it has 1 to {state.revision})"

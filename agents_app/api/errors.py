@@ -25,6 +25,7 @@ from agents_app.exceptions import (
     NameTaken,
     StatusUnchanged,
 )
+from agents_app.promotions.exceptions import PromotionProblem
 from events.exceptions import (
     ConcurrencyConflict,
     EventIdReused,
@@ -109,6 +110,9 @@ def _join(prefix: str, key: str) -> str:
 
 
 def _domain_problem(exc: Exception) -> Response | None:
+    if isinstance(exc, PromotionProblem):
+        extra = {"errors": [{"field": exc.field, "message": str(exc)}]} if exc.field else {}
+        return problem(status_code=exc.status, code=exc.code, title=exc.title, detail=str(exc), **extra)
     if isinstance(exc, DocumentInvalid):
         errors = [
             {"field": p.field, "message": p.message, **({"line": p.line} if p.line else {})}

@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents_app.api import views, webhooks
+from agents_app.api.views import promotions
 
 app_name = "api"
 
@@ -31,6 +32,25 @@ urlpatterns = [
         "docs/",
         SpectacularSwaggerView.as_view(url_name="api:schema", template_name="agents_app/swagger_ui.html"),
         name="docs",
+    ),
+    # Promotions of protected labels (API.md, "Promotions").
+    path("labels/<str:label>/policy/", promotions.LabelPolicyApi.as_view(), name="label-policy"),
+    path("promotions/", promotions.PromotionListApi.as_view(), name="promotions"),
+    path("promotions/<str:request_id>/", promotions.PromotionApi.as_view(), name="promotion"),
+    path(
+        "promotions/<str:request_id>/approve/",
+        promotions.PromotionApproveApi.as_view(),
+        name="promotion-approve",
+    ),
+    path(
+        "promotions/<str:request_id>/reject/",
+        promotions.PromotionRejectApi.as_view(),
+        name="promotion-reject",
+    ),
+    path(
+        "promotions/<str:request_id>/withdraw/",
+        promotions.PromotionWithdrawApi.as_view(),
+        name="promotion-withdraw",
     ),
     # Webhooks (staff): subscriptions and their delivery log.
     path("webhooks/", webhooks.WebhooksApi.as_view(), name="webhooks"),

@@ -1,5 +1,6 @@
 """`/agents/{name}/labels/`: the labels, their history, moving and removing one."""
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -13,6 +14,9 @@ from agents_app.api.permissions import PUBLISH, VIEW
 from agents_app.api.views.agents import ArchiveInputSerializer
 from agents_app.api.views.base import ApiView, PreconditionFailed
 from agents_app.labels import label_error
+from agents_app.promotions.exceptions import LabelProtected
+from agents_app.promotions.selectors import promotion_get, promotion_payload
+from agents_app.promotions.services import promotion_request
 from agents_app.selectors import label_history
 from events.exceptions import ConcurrencyConflict
 
@@ -26,6 +30,35 @@ class LabelOutputSerializer(serializers.Serializer):
     agent = serializers.CharField()
     labels = serializers.DictField(child=serializers.IntegerField())
     stream_version = serializers.IntegerField()
+
+
+class PromotionApprovalSerializer(serializers.Serializer):
+    by = serializers.CharField()
+    at = serializers.DateTimeField()
+    comment = serializers.CharField()
+
+
+class PromotionOutputSerializer(serializers.Serializer):
+    """A promotion request (API.md, Promotions); here because a label PUT answers one (202)."""
+
+    id = serializers.UUIDField()
+    agent = serializers.CharField()
+    label = serializers.CharField()
+    from_revision = serializers.IntegerField(allow_null=True)
+    to_revision = serializers.IntegerField()
+    requested_by = serializers.CharField()
+    reason = serializers.CharField(allow_blank=True)
+    required_approvals = serializers.IntegerField()
+    approvals = PromotionApprovalSerializer(many=True)
+    widened = serializers.BooleanField()
+    permissions = serializers.DictField(
+        help_text="widened, warnings and tools of the diff from from_revision"
+    )
+    status = serializers.ChoiceField(choices=["pending", "applied", "rejected", "withdrawn"])
+    decided_by = serializers.CharField(allow_blank=True)
+    decision_comment = serializers.CharField(allow_blank=True)
+    decided_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
 
 
 class AgentLabelsApi(ApiView):
@@ -80,6 +113,18 @@ class AgentLabelApi(ApiView):
             )
         except ConcurrencyConflict as exc:
             raise PreconditionFailed(agent=agent, expected=exc.expected_version) from None
+        except LabelProtected:
+            if revision is None:  # removing a protected label: unprotect it first (409)
+                raise
+            # A protected label moves only when others approve: the answer is the request.
+            row = promotion_request(
+                agent_id=agent.agent_id, label=label, revision=revision, context=self.change_context(reason)
+            )
+            return Response(
+                promotion_payload(promotion_get(request_id=row.pk)),
+                status=202,
+                headers={"Location": reverse("api:promotion", kwargs={"request_id": row.pk})},
+            )
         response = self.agent_response(change.agent_id, stream_version=change.stream_version)
         body = {"agent": response.data["name"], "labels": response.data["labels"]}
         return Response(
@@ -93,7 +138,12 @@ class AgentLabelApi(ApiView):
             OpenApiParameter("If-Match", str, OpenApiParameter.HEADER),
             OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
         ],
-        responses={200: LabelOutputSerializer, 404: out.ProblemSerializer, 409: out.ProblemSerializer},
+        responses={
+            200: LabelOutputSerializer,
+            202: PromotionOutputSerializer,
+            404: out.ProblemSerializer,
+            409: out.ProblemSerializer,
+        },
     )
     def put(self, request: Request, name: str, label: str) -> Response:
         def move() -> Response:
