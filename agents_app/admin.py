@@ -30,6 +30,17 @@ from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, In
 from agents_app.labels import label_error
 from agents_app.models import AgentCurrent, ApiToken, WebhookDelivery, WebhookSubscription
 from agents_app.permissions import ARCHIVE, CHANGE, MANAGE_TOKENS, PUBLISH, VIEW
+from agents_app.promotions.exceptions import LabelProtected
+from agents_app.promotions.models import LabelPolicy, PromotionRequest
+from agents_app.promotions.selectors import promotion_list, protected_labels
+from agents_app.promotions.services import (
+    MAX_APPROVALS,
+    label_policy_set,
+    promotion_approve,
+    promotion_reject,
+    promotion_request,
+    promotion_withdraw,
+)
 from agents_app.selectors import agents_current, changes_since, label_moves_page, revision_get, revision_list
 from agents_app.tokens import MAX_DAYS, MIN_DAYS, api_token_create, api_token_revoke, api_token_state
 from agents_app.webhooks.selectors import webhook_deliveries
@@ -577,6 +588,11 @@ class AgentAdmin(admin.ModelAdmin):
                 conflict = _conflict(agent_id=agent.agent_id, opened=(version, opened_revision))
                 agent = conflict["agent"]
                 form = _reopened(LabelForm, request, agent)
+            except LabelProtected as exc:
+                if revision is None:
+                    form.add_error(None, str(exc))
+                else:
+                    return self._request_promotion(request, agent, form, revision)
             except (AgentError, InvalidCommand) as exc:
                 form.add_error(None, str(exc))
             else:
@@ -608,8 +624,27 @@ class AgentAdmin(admin.ModelAdmin):
                 older_before=page.older_before,
                 paged=before is not None,
                 conflict=conflict,
+                protected=protected_labels(),
+                promotions=list(promotion_list(agent_id=agent.agent_id)[:50]),
             ),
         )
+
+    def _request_promotion(self, request, agent: AgentCurrent, form: "LabelForm", revision: int):
+        """A protected label: the move becomes a request that others approve (Promotions page)."""
+        context = _with_reason(self._context_for(request), form.cleaned_data["reason"])
+        try:
+            row = promotion_request(
+                agent_id=agent.agent_id, label=form.cleaned_data["label"], revision=revision, context=context
+            )
+        except AgentError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request,
+                f"Label {row.label} is protected: promotion to revision {revision} requested; it needs "
+                f"{row.required_approvals} approval(s) by others on the Promotions page.",
+            )
+        return HttpResponseRedirect(reverse("admin:agents_app_agentcurrent_labels", args=[agent.agent_id]))
 
 
 OpenedForm = TypeVar("OpenedForm", bound="OpenedVersionForm")
@@ -977,3 +1012,171 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/agents_app/webhookdelivery/redeliver.html", context)
+
+
+# ------------------------------------------------------------------------------
+# Label policies and promotions (issue 17): every change through agents_app.promotions.services
+# ------------------------------------------------------------------------------
+class LabelPolicyForm(forms.ModelForm):
+    reason = forms.CharField(required=False, max_length=2000, help_text="Why (kept in the event).")
+
+    class Meta:
+        model = LabelPolicy
+        fields = ["label", "protected", "approvals", "approvals_when_widened"]
+
+    def clean(self):
+        cleaned = super().clean()
+        for field in ("approvals", "approvals_when_widened"):
+            value = cleaned.get(field)
+            if value is not None and not 1 <= value <= MAX_APPROVALS:
+                self.add_error(field, f"From 1 to {MAX_APPROVALS}.")
+        approvals, widened = cleaned.get("approvals"), cleaned.get("approvals_when_widened")
+        if approvals and widened and widened < approvals:
+            self.add_error("approvals_when_widened", "At least as many as approvals.")
+        if (label := cleaned.get("label")) and (problem := label_error(label)) is not None:
+            self.add_error("label", f"The label {problem}.")
+        return cleaned
+
+
+@admin.register(LabelPolicy)
+class LabelPolicyAdmin(admin.ModelAdmin):
+    """Staff set policies; each save is a registry.label_policy_set event (never a row edit alone)."""
+
+    form = LabelPolicyForm
+    list_display = ["label", "protected", "approvals", "approvals_when_widened", "updated_by", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["label"] if obj else []
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # unprotect instead: the history stays in the registry stream
+
+    def save_model(self, request, obj, form, change):
+        context = services.ChangeContext(
+            actor=request.user.get_username(), source="admin", reason=form.cleaned_data.get("reason", "")
+        )
+        label_policy_set(
+            label=obj.label,
+            protected=obj.protected,
+            approvals=obj.approvals,
+            approvals_when_widened=obj.approvals_when_widened,
+            context=context,
+        )
+
+    def get_changeform_initial_data(self, request):
+        return {"approvals": 1, "approvals_when_widened": 1, "protected": True}
+
+
+class DecisionForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("approve", "approve"), ("reject", "reject")])
+    comment = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_comment(self) -> str:
+        comment = self.cleaned_data["comment"]
+        if not comment.strip():
+            raise forms.ValidationError("A comment is required.")
+        return comment
+
+
+def _promotion_diff(row: PromotionRequest) -> Any:
+    """The compare page's renderer, from the label's revision to the proposed one."""
+    try:
+        new = revision_get(agent_id=row.agent_id, revision=row.to_revision)
+        if row.from_revision is None:
+            return None
+        old = revision_get(agent_id=row.agent_id, revision=row.from_revision)
+    except AgentNotFound:
+        return None
+    return html_diff(old=DiffSide.from_revision(old), new=DiffSide.from_revision(new))
+
+
+@admin.register(PromotionRequest)
+class PromotionRequestAdmin(admin.ModelAdmin):
+    """The "Promotions" page: pending requests first with their diff and decision forms, then history."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm(VIEW)
+
+    def has_module_permission(self, request):
+        return request.user.has_perm(VIEW)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("", view(self.promotions_view), name="agents_app_promotionrequest_changelist"),
+            path(
+                "<uuid:request_id>/decide/", view(self.decide_view), name="agents_app_promotionrequest_decide"
+            ),
+            path(
+                "<uuid:request_id>/withdraw/",
+                view(self.withdraw_view),
+                name="agents_app_promotionrequest_withdraw",
+            ),
+        ]
+
+    def promotions_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        rows = list(promotion_list()[:200])
+        pending = [
+            (row, _promotion_diff(row), DecisionForm(prefix=str(row.pk)))
+            for row in rows
+            if row.status == "pending"
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Promotions",
+            "pending": pending,
+            "history": [row for row in rows if row.status != "pending"],
+            "can_publish": request.user.has_perm(PUBLISH),
+            "username": request.user.get_username(),
+        }
+        return TemplateResponse(request, "admin/agents_app/promotionrequest/promotions.html", context)
+
+    def _back(self) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:agents_app_promotionrequest_changelist"))
+
+    def decide_view(self, request, request_id):
+        if request.method != "POST":
+            return self._back()
+        if not request.user.has_perm(PUBLISH):
+            raise PermissionDenied
+        form = DecisionForm(request.POST, prefix=str(request_id))
+        if not form.is_valid():
+            messages.error(request, "Approving or rejecting needs a comment.")
+            return self._back()
+        context = services.ChangeContext(actor=request.user.get_username(), source="admin")
+        action = promotion_approve if form.cleaned_data["decision"] == "approve" else promotion_reject
+        try:
+            row = action(request_id=request_id, comment=form.cleaned_data["comment"], context=context)
+        except AgentError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request, f"Request for {row.agent_name} {row.label} → {row.to_revision}: {row.status}."
+            )
+        return self._back()
+
+    def withdraw_view(self, request, request_id):
+        if request.method != "POST":
+            return self._back()
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = services.ChangeContext(actor=request.user.get_username(), source="admin")
+        try:
+            promotion_withdraw(request_id=request_id, comment="", context=context)
+        except AgentError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Request withdrawn.")
+        return self._back()
