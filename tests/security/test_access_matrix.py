@@ -30,6 +30,7 @@ from rest_framework.test import APIClient
 
 from agents_app.admin import opened_token
 from agents_app.models import ApiToken, WebhookDelivery
+from agents_app.promotions.services import label_policy_set, promotion_request
 from agents_app.selectors import agent_get
 from agents_app.services import ChangeContext, agent_archive, agent_create, agent_label_move, agent_revise
 from agents_app.tokens import PREFIX_LENGTH, api_token_create, api_token_revoke
@@ -130,6 +131,20 @@ API_MATRIX = [
     row("GET",    "/api/v1/webhooks/{webhook}/deliveries/",        401, 403, 403, 403, 403, 200, 200),
     row("POST",   "/api/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver/",
                                                                    401, 403, 403, 403, 403, 202, 202),
+    row("GET",    "/api/v1/labels/prod/policy/",                   401, 403, 403, 403, 403, 200, 200),
+    row("PUT",    "/api/v1/labels/prod/policy/",                   401, 403, 403, 403, 403, 200, 200,
+        body={"protected": True, "approvals": 2, **REASON}),
+    row("PUT",    "/api/v1/agents/reviewer/labels/canary/",        401, 403, 403, 202, 403, 403, 202,
+        body={"revision": 2, **REASON}),
+    row("GET",    "/api/v1/promotions/",                           401, 200, 200, 200, 200, 403, 200),
+    row("GET",    "/api/v1/promotions/{promotion}/",               401, 200, 200, 200, 200, 403, 200),
+    row("POST",   "/api/v1/promotions/{promotion}/approve/",       401, 403, 403, 200, 403, 403, 200,
+        body={"comment": "matrix"}),
+    row("POST",   "/api/v1/promotions/{promotion}/reject/",        401, 403, 403, 200, 403, 403, 200,
+        body={"comment": "matrix"}),
+    # Only the requester (`setup`, a user of no role here) withdraws: everyone else is refused.
+    row("POST",   "/api/v1/promotions/{promotion}/withdraw/",      401, 403, 403, 403, 403, 403, 403,
+        body={}),
     row("GET",    "/healthz",                                      200, 200, 200, 200, 200, 200, 200),
     row("GET",    "/readyz",                                       200, 200, 200, 200, 200, 200, 200),
     row("GET",    "/api/v1/healthz",                               200, 200, 200, 200, 200, 200, 200),
@@ -195,6 +210,12 @@ ADMIN_MATRIX = [
     row("GET",  f"{ADMIN}/agents_app/webhooksubscription/{{webhook}}/change/",
                                                               LOGIN, 403,   403,   403,   403,   403,   200),
     row("GET",  f"{ADMIN}/agents_app/webhookdelivery/",       LOGIN, 403,   403,   403,   403,   403,   200),
+    row("GET",  f"{ADMIN}/agents_app/labelpolicy/",           LOGIN, 403,   403,   403,   403,   403,   200),
+    row("GET",  f"{ADMIN}/agents_app/labelpolicy/add/",       LOGIN, 403,   403,   403,   403,   403,   200),
+    row("GET",  f"{ADMIN}/agents_app/promotionrequest/",      LOGIN, 200,   200,   200,   200,   403,   200),
+    row("POST", f"{ADMIN}/agents_app/promotionrequest/{{promotion}}/decide/",
+                                                              LOGIN, 403,   403,   302,   403,   403,   302,
+        body=lambda world: {f"{world.promotion}-decision": "approve", f"{world.promotion}-comment": "ok"}),
     row("GET",  f"{ADMIN}/auth/user/",                        LOGIN, 403,   403,   403,   403,   403,   200),
 ]
 # fmt: on
@@ -211,6 +232,7 @@ class World:
     event: int
     webhook: int
     delivery: int
+    promotion: str
 
     def path(self, template: str) -> str:
         return template.format(
@@ -219,6 +241,7 @@ class World:
             event=self.event,
             webhook=self.webhook,
             delivery=self.delivery,
+            promotion=self.promotion,
         )
 
 
@@ -256,6 +279,15 @@ def world(django_db_setup, django_db_blocker) -> Iterator[World]:
         agent_label_move(agent_id=reviewer.agent_id, label="staging", revision=1, context=context)
         retired = agent_create(content=agent_text("retired"), context=context)
         agent_archive(agent_id=retired.agent_id, context=context)
+        # `prod` is protected with a request pending (by `setup`); `canary` protected, no request.
+        label_policy_set(label="prod", protected=True, approvals=1, context=context)
+        label_policy_set(label="canary", protected=True, approvals=1, context=context)
+        # On an agent of its own: a request is an event in the agent's stream (its version moves).
+        candidate = agent_create(content=agent_text("candidate"), context=context)
+        agent_revise(
+            agent_id=candidate.agent_id, content=agent_text("candidate", body="Two.\n"), context=context
+        )
+        promotion = promotion_request(agent_id=candidate.agent_id, label="prod", revision=2, context=context)
         projections_catch_up_all()  # what the writes' on-commit hooks would have done
         webhook, _ = webhook_create(url="https://93.184.216.34/hook", event_types=["*"])
         first = Event.objects.order_by("position").first()
@@ -275,6 +307,7 @@ def world(django_db_setup, django_db_blocker) -> Iterator[World]:
             event=first.position,
             webhook=webhook.pk,
             delivery=delivery.pk,
+            promotion=str(promotion.pk),
         )
         transaction.set_rollback(True)
 
