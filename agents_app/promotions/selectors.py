@@ -5,6 +5,7 @@ import uuid
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from agents_app.promotions.models import LabelPolicy, PromotionRequest
+from agents_app.selectors import agents_current
 
 DEFAULT_POLICY = {"protected": False, "approvals": 1, "approvals_when_widened": 1}
 
@@ -38,14 +39,18 @@ def protected_labels() -> set[str]:
 
 
 def promotion_list(
-    *, status: str | None = None, agent_id: uuid.UUID | None = None
+    *, status: str | None = None, agent_id: uuid.UUID | None = None, agent_name: str | None = None
 ) -> QuerySet[PromotionRequest]:
-    """Requests, pending first, then newest first."""
+    """Requests, pending first, then newest first; `agent_name`: the agent that has that name now
+    (its requests under any earlier name too), else requests made under that name."""
     rows = PromotionRequest.objects.prefetch_related("approvals")
     if status:
         rows = rows.filter(status=status)
     if agent_id is not None:
         rows = rows.filter(agent_id=agent_id)
+    if agent_name is not None:
+        current = agents_current().filter(name=agent_name).values_list("agent_id", flat=True).first()
+        rows = rows.filter(agent_id=current) if current else rows.filter(agent_name=agent_name)
     pending_first = Case(
         When(status=PromotionRequest.Status.PENDING, then=Value(0)),
         default=Value(1),

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from agents_app.api import serializers as out
-from agents_app.api.errors import ApiProblem
+from agents_app.api.errors import ApiProblem, InvalidParameter
 from agents_app.api.permissions import PUBLISH, VIEW, IsStaff
 from agents_app.api.views.base import ApiView
 from agents_app.api.views.labels import PromotionOutputSerializer
@@ -66,7 +66,7 @@ def _invalid(field: str, message: str) -> ApiProblem:
 
 def _label(label: str) -> str:
     if (message := label_error(label)) is not None:
-        raise _invalid("label", message)
+        raise InvalidParameter("label", message)  # a bad path segment: 400, as for any parameter
     return label
 
 
@@ -123,11 +123,11 @@ class PromotionListApi(ApiView):
     )
     def get(self, request: Request) -> Response:
         status = self.query_choice("status", ("", *PromotionRequest.Status.values), "")
-        agent_id = None
-        if name := request.query_params.get("agent"):
-            self.kwargs["name"] = name
-            agent_id = self.agent().agent_id
-        rows = selectors.promotion_list(status=status or None, agent_id=agent_id)[:MAX_LIST]
+        # A filter: an unknown agent lists nothing (no 404), like ?status= of nothing.
+        rows = selectors.promotion_list(
+            status=status or None, agent_name=request.query_params.get("agent") or None
+        )
+        rows = rows[:MAX_LIST]
         return Response({"results": [selectors.promotion_payload(row) for row in rows]})
 
 

@@ -130,7 +130,7 @@ def test_a_bad_policy_is_refused_naming_the_field_and_stores_nothing(api, users,
 def test_a_bad_label_in_the_policy_url_is_refused(api, users):
     problem = assert_problem(
         api.as_user(users["staff"]).put("/api/v1/labels/latest/policy/", {"protected": True, "approvals": 1}),
-        422,
+        400,
     )
     assert problem["errors"][0]["field"] == "label"
 
@@ -514,3 +514,11 @@ def test_two_approvals_racing_for_the_last_slot_move_the_label_once(django_user_
 @pytest.fixture
 def publishers_tx(transactional_db):
     return None
+
+
+def test_the_list_filters_by_agent_and_an_unknown_agent_lists_nothing(api, users, two_revisions):
+    protect(api, users)
+    request_id = request_promotion(api, users["publisher"]).json()["id"]
+    viewer = api.as_user(users["viewer"])
+    assert [r["id"] for r in viewer.get(f"{PROMOTIONS}?agent=reviewer").json()["results"]] == [request_id]
+    assert viewer.get(f"{PROMOTIONS}?agent=nobody-here").json()["results"] == []
