@@ -50,6 +50,7 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
             options={
+                'verbose_name': 'promotion',
                 'ordering': ['-created_at'],
                 'default_permissions': (),
                 'indexes': [models.Index(fields=['status', '-created_at'], name='promotion_status_idx'), models.Index(fields=['agent_id', 'label', 'status'], name='promotion_agent_label_idx')],

@@ -68,6 +68,7 @@ class PromotionRequest(models.Model):
     class Meta:
         default_permissions = ()
         ordering = ["-created_at"]
+        verbose_name = "promotion"
         indexes = [
             models.Index(fields=["status", "-created_at"], name="promotion_status_idx"),
             models.Index(fields=["agent_id", "label", "status"], name="promotion_agent_label_idx"),
