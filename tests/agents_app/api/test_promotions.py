@@ -522,3 +522,15 @@ def test_the_list_filters_by_agent_and_an_unknown_agent_lists_nothing(api, users
     viewer = api.as_user(users["viewer"])
     assert [r["id"] for r in viewer.get(f"{PROMOTIONS}?agent=reviewer").json()["results"]] == [request_id]
     assert viewer.get(f"{PROMOTIONS}?agent=nobody-here").json()["results"] == []
+
+
+def test_a_retried_request_with_the_same_idempotency_key_creates_one_request(api, users, two_revisions):
+    protect(api, users)
+    publisher = api.as_user(users["publisher"])
+    first = publisher.put(PRODUCTION, {"revision": 2}, HTTP_IDEMPOTENCY_KEY="promote-1")
+    again = publisher.put(PRODUCTION, {"revision": 2}, HTTP_IDEMPOTENCY_KEY="promote-1")
+
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+    assert again["Location"] == first["Location"]
+    assert PromotionRequest.objects.count() == 1 and len(events("agent.promotion_requested")) == 1
