@@ -71,7 +71,7 @@ def label_policy_set(
         "approvals_when_widened": approvals_when_widened,
     }
     with transaction.atomic():
-        append_lock()
+        locked_at = append_lock()
         version = stream_version(stream_id=REGISTRY_STREAM)
         # Optimistic concurrency on the registry stream: under the lock the version read is
         # the one appended after; a caller's expected_version (read earlier) may be stale.
@@ -81,6 +81,7 @@ def label_policy_set(
             expected_version=expected,
             events=[NewEvent(type=types.LABEL_POLICY_SET, data={"label": label, "policy": policy})],
             metadata=metadata,
+            locked_at=locked_at,
         )
         row, _ = LabelPolicy.objects.update_or_create(
             label=label, defaults={**policy, "updated_by": context.actor, "position": stored[-1].position}
@@ -172,11 +173,11 @@ def promotion_request(
         raise PolicyInvalid(f"label {message}", field="label")
     metadata = context.metadata()
     with transaction.atomic():
-        append_lock()
+        locked_at = append_lock()
         policy = _policy(label)
         if policy is None:
             raise PromotionProblem(f"label {label!r} is not protected: move it directly")
-        state = _load(agent_id)
+        state = _load(agent_id, locked_at=locked_at)
         if state.archived:
             raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
         if not 1 <= revision <= state.revision:
@@ -233,14 +234,14 @@ def promotion_approve(*, request_id: uuid.UUID, comment: Any, context: ChangeCon
     comment = _comment(comment, required=True)
     metadata = context.metadata()
     with transaction.atomic():
-        append_lock()
+        locked_at = append_lock()
         row = _pending(request_id)
         # Whoever the caller is (superuser, token, session): the actor is the authenticated user.
         if context.actor == row.requested_by:
             raise PromotionForbidden("nobody approves their own request")
         if row.approvals.filter(by=context.actor).exists():
             raise PromotionForbidden(f"{context.actor} already approved this request")
-        state = _load(row.agent_id)
+        state = _load(row.agent_id, locked_at=locked_at)
         if state.archived:
             raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
         count = row.approvals.count() + 1
@@ -284,13 +285,13 @@ def _finish(
 ) -> PromotionRequest:
     metadata = context.metadata()
     with transaction.atomic():
-        append_lock()
+        locked_at = append_lock()
         row = _pending(request_id)
         if event_type == types.PROMOTION_WITHDRAWN and context.actor != row.requested_by:
             raise PromotionForbidden("only the requester withdraws a request")
         if event_type == types.PROMOTION_REJECTED and context.actor == row.requested_by:
             raise PromotionForbidden("nobody rejects their own request: withdraw it")
-        state = _load(row.agent_id)
+        state = _load(row.agent_id, locked_at=locked_at)
         _append(state, NewEvent(type=event_type, data=_event_data(row, comment)), metadata)
         row.status = status
         row.decided_by = context.actor
