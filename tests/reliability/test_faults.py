@@ -206,7 +206,12 @@ def test_a_rebuild_whose_pool_process_is_killed_is_redelivered_and_completes(mak
 
     # The second run removed the killed run's half-built generation (its number is free
     # again), built one of its own from position 0 and swapped it in; the one it replaced is
-    # gone too: one generation is left, live, and equal to the log (below).
+    # dropped by the cleanup after the swap's commit (which already recorded the run "ok"):
+    # one generation is left, live, and equal to the log (below).
+    wait_until(
+        lambda: len(_checkpoints(stack, projection)) == 1,
+        what="the cleanup after the swap dropped the replaced generation",
+    )
     [checkpoint] = _checkpoints(stack, projection)
     assert checkpoint["is_live"] and checkpoint["generation"] != live_before["generation"]
     assert "abandoned" in _runs_detail(stack, projection)[0]
@@ -285,7 +290,10 @@ def test_a_rebuild_whose_whole_worker_is_killed_leaves_the_live_view_and_the_cle
     assert live["generation"] != live_before["generation"]
     assert [e["stream_version"] for e in stack.events_with_request_ids({rid})[rid]] == [SEED_REVISIONS + 1]
     _assert_log_intact_and_views_equal_it(stack)
-    assert [c["generation"] for c in _checkpoints(stack, projection)] == [live["generation"]]
+    wait_until(
+        lambda: [c["generation"] for c in _checkpoints(stack, projection)] == [live["generation"]],
+        what="the cleanup after the swap dropped the replaced generation",
+    )
 
 
 # ------------------------------------------------------------------------------
