@@ -1025,7 +1025,7 @@ class LabelPolicyForm(forms.ModelForm):
         fields = ["label", "protected", "approvals", "approvals_when_widened"]
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         for field in ("approvals", "approvals_when_widened"):
             value = cleaned.get(field)
             if value is not None and not 1 <= value <= MAX_APPROVALS:

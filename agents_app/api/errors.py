@@ -111,7 +111,7 @@ def _join(prefix: str, key: str) -> str:
 
 def _domain_problem(exc: Exception) -> Response | None:
     if isinstance(exc, PromotionProblem):
-        extra = {"errors": [{"field": exc.field, "message": str(exc)}]} if exc.field else {}
+        extra: dict[str, Any] = {"errors": [{"field": exc.field, "message": str(exc)}]} if exc.field else {}
         return problem(status_code=exc.status, code=exc.code, title=exc.title, detail=str(exc), **extra)
     if isinstance(exc, DocumentInvalid):
         errors = [

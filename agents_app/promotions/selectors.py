@@ -4,6 +4,7 @@ import uuid
 
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
+from agents_app.promotions.exceptions import PromotionNotFound
 from agents_app.promotions.models import LabelPolicy, PromotionRequest
 from agents_app.selectors import agents_current
 
@@ -59,8 +60,12 @@ def promotion_list(
     return rows.order_by(pending_first, "-created_at")
 
 
-def promotion_get(*, request_id: uuid.UUID) -> PromotionRequest | None:
-    return PromotionRequest.objects.prefetch_related("approvals").filter(pk=request_id).first()
+def promotion_get(*, request_id: uuid.UUID) -> PromotionRequest:
+    """One request with its approvals; PromotionNotFound if there is none."""
+    row = PromotionRequest.objects.prefetch_related("approvals").filter(pk=request_id).first()
+    if row is None:
+        raise PromotionNotFound(f"no promotion request {request_id}")
+    return row
 
 
 def promotion_payload(row: PromotionRequest) -> dict[str, object]:

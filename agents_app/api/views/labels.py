@@ -43,7 +43,7 @@ class PromotionOutputSerializer(serializers.Serializer):
 
     id = serializers.UUIDField()
     agent = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a declared field, not Field.label
     from_revision = serializers.IntegerField(allow_null=True)
     to_revision = serializers.IntegerField()
     requested_by = serializers.CharField()

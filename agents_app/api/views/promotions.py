@@ -35,7 +35,7 @@ class StaffOnly(IsStaff):
 
 
 class PolicySerializer(serializers.Serializer):
-    label = serializers.CharField(read_only=True)
+    label = serializers.CharField(read_only=True)  # type: ignore[assignment]  # a declared field, not Field.label
     protected = serializers.BooleanField()
     approvals = serializers.IntegerField(min_value=1, max_value=10)
     approvals_when_widened = serializers.IntegerField(
@@ -159,10 +159,7 @@ class PromotionApi(PromotionView):
 
     @extend_schema(operation_id="promotions_retrieve", responses={200: PromotionOutputSerializer})
     def get(self, request: Request, request_id: str) -> Response:
-        row = selectors.promotion_get(request_id=self.request_id())
-        if row is None:
-            raise PromotionNotFound(f"no promotion request {request_id}")
-        return Response(selectors.promotion_payload(row))
+        return Response(selectors.promotion_payload(selectors.promotion_get(request_id=self.request_id())))
 
 
 class PromotionApproveApi(PromotionView):
