@@ -118,11 +118,9 @@ BODY_START = "position(chr(10) || '---' || chr(10) IN e.data->>'content') + 4"
 
 def _blame(agent_id, revision: int) -> dict:
     """What GET /agents/{name}/blame/?ref=<revision> computes, without HTTP (as the API view does it)."""
-    from agents_app.blame import BlameRevision, blame
-    from agents_app.selectors import revision_list
+    from agents_app.selectors import agent_get, revision_blame
 
-    history = revision_list(agent_id=agent_id).filter(revision__lte=revision)
-    return blame([BlameRevision.from_revision(row) for row in history])
+    return revision_blame(agent=agent_get(agent_id=agent_id), ref=str(revision))
 
 
 def depth_costs(bench: Bench, deep_handle, depth: int) -> None:
