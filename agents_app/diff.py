@@ -21,15 +21,12 @@ from typing import Any, Protocol
 
 from django.utils.safestring import SafeString, mark_safe
 
+from agents_app.dialects import DEFAULT_DIALECT, effective_permissions, permission_changes
 from agents_app.line_matching import Opcode, line_opcodes, opcode_changes
 
 CONTEXT_LINES = 3
 
 NO_NEWLINE_MARKER = "\\ No newline at end of file\n"
-
-# From strict to loose; Claude Code treats a missing permissionMode as "default".
-PERMISSION_MODES = ("plan", "default", "acceptEdits", "bypassPermissions")
-DEFAULT_PERMISSION_MODE = "default"
 
 # Words of a replaced line are matched by the same algorithm as lines (bounded per call); past
 # this a replaced line is highlighted whole, so one huge description line costs nothing.
@@ -100,6 +97,7 @@ class DiffSide:
     frontmatter: dict[str, Any]
     body: str
     tools: list[str] | None  # None: no `tools` key, so every tool is granted
+    dialect: str = DEFAULT_DIALECT
 
     @classmethod
     def from_revision(cls, row: RevisionLike) -> "DiffSide":
@@ -113,6 +111,7 @@ class DiffSide:
             frontmatter=dict(row.frontmatter),
             body=row.body,
             tools=None if row.tools is None else list(row.tools),
+            dialect=getattr(row, "dialect", DEFAULT_DIALECT) or DEFAULT_DIALECT,
         )
 
     @property
@@ -254,63 +253,27 @@ def _tool_changes(old: DiffSide, new: DiffSide) -> dict[str, Any]:
     }
 
 
-def _tool_names(value: Any) -> set[str]:
-    """A tool list as frontmatter spells it: a comma-separated string or a list."""
-    if isinstance(value, str):
-        return {part.strip() for part in value.split(",") if part.strip()}
-    if isinstance(value, list):
-        return {str(item).strip() for item in value if str(item).strip()}
-    return set()
-
-
 def _shown(value: Any) -> str:
     if value is None:
         return "(not set)"
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _warning(code: str, detail: str) -> dict[str, str]:
-    return {"code": code, "detail": detail}
+def _permissions(old: DiffSide, new: DiffSide) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The `permissions` section and the `warnings` it implies: one classification for both.
 
-
-def _permission_warnings(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, str]]:
-    old_mode = before.get("permissionMode", DEFAULT_PERMISSION_MODE)
-    new_mode = after.get("permissionMode", DEFAULT_PERMISSION_MODE)
-    if old_mode == new_mode:
-        return []
-    detail = f"{_shown(old_mode)} -> {_shown(new_mode)}"
-    if old_mode in PERMISSION_MODES and new_mode in PERMISSION_MODES:
-        if PERMISSION_MODES.index(new_mode) > PERMISSION_MODES.index(old_mode):
-            return [_warning("permission_mode_loosened", detail)]
-        return []  # tightened
-    # A mode this registry does not know could be anything, so a reviewer should look.
-    return [_warning("permission_mode_changed", detail)]
-
-
-def _warnings(old: DiffSide, new: DiffSide, tools: dict[str, Any]) -> list[dict[str, str]]:
-    """Changes that widen what the agent may do, in a fixed order."""
-    before, after = old.frontmatter, new.frontmatter
-    warnings: list[dict[str, str]] = []
-    if old.tools is not None and new.tools is not None:
-        warnings += [_warning("tool_added", tool) for tool in tools["added"]]
-    elif old.tools is not None and new.tools is None:
-        warnings.append(_warning("tools_removed", "no tools key: every tool is granted"))
-    # From no tools key to a list narrows the agent: not a warning.
-    for tool in sorted(
-        _tool_names(before.get("disallowedTools")) - _tool_names(after.get("disallowedTools"))
-    ):
-        warnings.append(_warning("disallowed_tool_removed", tool))
-    warnings += _permission_warnings(before, after)
-    for key, code in (("hooks", "hooks_changed"), ("mcpServers", "mcp_servers_changed")):
-        if key in after and key not in before:
-            warnings.append(_warning(code, f"{key} added"))
-        elif key in after and after[key] != before[key]:
-            warnings.append(_warning(code, f"{key} changed"))
-    if before.get("model") != after.get("model"):
-        warnings.append(
-            _warning("model_changed", f"{_shown(before.get('model'))} -> {_shown(after.get('model'))}")
-        )
-    return warnings
+    A warning is only ever the short code of a change classified here, so the two sections
+    cannot disagree (e.g. a removed tools line is a high widening AND `tools_removed`).
+    """
+    changes = permission_changes(old.frontmatter, new.frontmatter, dialect=new.dialect)
+    warnings = [{"code": code, "detail": detail} for change in changes for code, detail in change.warnings]
+    section = {
+        "from": effective_permissions(old.frontmatter, dialect=old.dialect),
+        "to": effective_permissions(new.frontmatter, dialect=new.dialect),
+        "widened": any(change.kind == "widened" for change in changes),
+        "changes": [change.as_json() for change in changes],
+    }
+    return section, warnings
 
 
 def _body_changes(old: DiffSide, new: DiffSide) -> dict[str, Any]:
@@ -325,15 +288,16 @@ def _body_changes(old: DiffSide, new: DiffSide) -> dict[str, Any]:
 
 def revision_diff(*, old: DiffSide, new: DiffSide) -> dict[str, Any]:
     """The JSON diff of API.md: sides, frontmatter, tools, body hunks and widening warnings."""
-    tools = _tool_changes(old, new)
+    permissions, warnings = _permissions(old, new)
     return {
         "from": _side_summary(old),
         "to": _side_summary(new),
         "identical": old.content == new.content,
         "frontmatter": _frontmatter_changes(old, new),
-        "tools": tools,
+        "tools": _tool_changes(old, new),
         "body": _body_changes(old, new),
-        "warnings": _warnings(old, new, tools),
+        "warnings": warnings,
+        "permissions": permissions,
     }
 
 
