@@ -43,6 +43,19 @@ DIFF_CSS = """
 .agent-diff-warnings { margin: 0 0 1em; padding: 0.5em 1em 0.5em 2em; background: #fff4e5;
   border: 1px solid #f0b37e; border-radius: 4px; }
 .agent-diff-warnings code { font-weight: bold; }
+.agent-diff-permissions { margin: 0 0 1em; }
+.agent-diff-permissions h3 { margin: 0 0 0.3em; font-size: 14px; }
+.agent-diff-permissions ul { margin: 0; padding: 0; list-style: none; }
+.agent-diff-permissions li { margin: 2px 0; padding: 3px 8px; border-left: 4px solid #8c959f;
+  background: #f6f8fa; }
+.agent-diff-permissions li.widened.high { background: #ffebe9; border-left-color: #cf222e; }
+.agent-diff-permissions li.widened.medium, .agent-diff-permissions li.widened.low
+  { background: #fff4e5; border-left-color: #f0883e; }
+.agent-diff-permissions li.narrowed { background: #e6ffec; border-left-color: #2da44e; }
+.agent-diff-permissions .kind { font-weight: bold; text-transform: uppercase; font-size: 11px; }
+table.agent-diff-frontmatter tr.tools td.value { background: none; }
+table.agent-diff-frontmatter ins.widened { background: #ffd8a8; text-decoration: none; }
+table.agent-diff-frontmatter del.narrowed { background: #d3f9d8; }
 .agent-diff-identical { color: #555; font-style: italic; }
 table.agent-diff-frontmatter, table.agent-diff { border-collapse: collapse; width: 100%; margin-bottom: 1em; }
 table.agent-diff-frontmatter th, table.agent-diff-frontmatter td { border: 1px solid #ddd;
@@ -463,10 +476,19 @@ def _frontmatter_html(old: DiffSide, new: DiffSide, summary: dict[str, Any]) -> 
     ]
     tools = summary["tools"]
     if tools["added"] or tools["removed"] or tools["from_all"] != tools["to_all"]:
+        # Marks only between two declared lists: going to or from every tool is said in words
+        # (a removed tools line once showed its tools struck through in red, like a restriction).
+        both = old.tools is not None and new.tools is not None
+        widened = any(
+            change["field"] == "tools" and change["kind"] == "widened"
+            for change in summary["permissions"]["changes"]
+        )
+        kind = "widened" if widened else "narrowed"
+        was = _granted_html(old.tools, tools["removed"] if both else [], "del", "narrowed")
+        now = _granted_html(new.tools, tools["added"] if both else [], "ins", "widened")
         rows.append(
-            '<tr class="changed tools"><th>tools (granted)</th><td>changed</td>'
-            f'<td class="value old">{_granted_html(old.tools, tools["removed"], "del")}</td>'
-            f'<td class="value new">{_granted_html(new.tools, tools["added"], "ins")}</td></tr>'
+            f'<tr class="changed tools {kind}"><th>tools (granted)</th><td>{kind}</td>'
+            f'<td class="value old">{was}</td><td class="value new">{now}</td></tr>'
         )
     if not rows:
         return ""
@@ -477,13 +499,44 @@ def _frontmatter_html(old: DiffSide, new: DiffSide, summary: dict[str, Any]) -> 
     )
 
 
-def _granted_html(tools: list[str] | None, marked: list[str], element: str) -> str:
-    """The tools one side grants, those that differ from the other side wrapped in `element`."""
+def _granted_html(tools: list[str] | None, marked: list[str], element: str, meaning: str) -> str:
+    """The tools one side grants, those that differ from the other side wrapped in `element`.
+
+    `meaning` is the class that colours the mark: a newly granted tool is a widening
+    (orange), a tool no longer granted a narrowing (green), never the other way round.
+    """
     if tools is None:
         return "every tool (no tools key)"
-    return ", ".join(
-        f"<{element}>{html.escape(tool)}</{element}>" if tool in marked else html.escape(tool)
-        for tool in sorted(tools)
+    return (
+        ", ".join(
+            f'<{element} class="{meaning}">{html.escape(tool)}</{element}>'
+            if tool in marked
+            else html.escape(tool)
+            for tool in sorted(tools)
+        )
+        or "no tools"
+    )
+
+
+def _permissions_html(section: dict[str, Any]) -> str:
+    """The permission changes in words, coloured by meaning: widening red/orange, narrowing green."""
+    if not section["changes"]:
+        return ""
+    headline = (
+        "This change widens what the agent may do."
+        if section["widened"]
+        else "This change does not widen what the agent may do."
+    )
+    items = "".join(
+        f'<li class="{html.escape(change["kind"])} {html.escape(change["severity"])}">'
+        f'<span class="kind">{html.escape(change["kind"])} ({html.escape(change["severity"])})</span> '
+        f"<code>{html.escape(change['field'])}</code>: {html.escape(change['detail'])}</li>"
+        for change in section["changes"]
+    )
+    state = "widened" if section["widened"] else "not-widened"
+    return (
+        f'<div class="agent-diff-permissions {state}"><h3>Permissions</h3>'
+        f"<p>{headline}</p><ul>{items}</ul></div>"
     )
 
 
@@ -512,7 +565,8 @@ def html_diff(*, old: DiffSide, new: DiffSide) -> SafeString:
         f"<tbody>{''.join(_file_rows(_lines(old.content), _lines(new.content)))}</tbody></table>"
     )
     fragment = (
-        f'<div class="agent-diff-view">{_warnings_html(summary["warnings"])}{identical}'
+        f'<div class="agent-diff-view">{_permissions_html(summary["permissions"])}'
+        f"{_warnings_html(summary['warnings'])}{identical}"
         f"{_frontmatter_html(old, new, summary)}{table}</div>"
     )
     # Safe by construction: every piece of text taken from the documents went through

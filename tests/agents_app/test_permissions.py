@@ -249,3 +249,42 @@ def test_warnings_never_disagree_with_the_permission_section(old, new):
 
     assert warned <= flagged
     assert bool(diff["warnings"]) == (flagged - {"subagents", "skills", "memory", "max_turns"} != set())
+
+
+def html_of(old: str, new: str) -> str:
+    from agents_app.diff import html_diff
+    from tests.agents_app.test_diff import side
+
+    return str(html_diff(old=side(doc(old), revision=1), new=side(doc(new), revision=2)))
+
+
+def test_the_html_diff_puts_a_widening_above_the_lines_in_red_never_green():
+    fragment = html_of("tools: Read, Grep, Bash\n", "")
+
+    permissions = fragment.index('<div class="agent-diff-permissions widened">')
+    assert permissions < fragment.index('<table class="agent-diff">')
+    assert (
+        '<li class="widened high"><span class="kind">widened (high)</span> <code>tools</code>:'
+        " every tool is now granted: the tools line was removed</li>" in fragment
+    )
+    # The declared tools of the old side are not struck through as if they were taken away.
+    assert "<del" not in fragment.split('<table class="agent-diff">')[0]
+    assert '<tr class="changed tools widened">' in fragment
+
+
+def test_the_html_diff_shows_a_narrowing_in_green_and_a_new_tool_as_a_widening():
+    narrowed = html_of("", "tools: Read, Grep\n")
+    assert '<li class="narrowed medium">' in narrowed
+    assert "This change does not widen what the agent may do." in narrowed
+    assert "<ins" not in narrowed.split('<table class="agent-diff">')[0]
+
+    widened = html_of("tools: Read\n", "tools: Read, Bash\n")
+    assert '<ins class="widened">Bash</ins>' in widened
+
+
+def test_the_narrowing_and_widening_colours_are_in_the_admin_stylesheet():
+    from agents_app.diff import DIFF_CSS
+
+    assert ".agent-diff-permissions li.narrowed { background: #e6ffec;" in DIFF_CSS
+    assert ".agent-diff-permissions li.widened.high { background: #ffebe9;" in DIFF_CSS
+    assert "ins.widened { background: #ffd8a8;" in DIFF_CSS
