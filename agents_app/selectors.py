@@ -264,10 +264,12 @@ def agent_list(
     q: str = "",
     model: str = "",
     tool: str = "",
+    can: str = "",
     label: str = "",
     after: ListCursor | None = None,
 ) -> QuerySet[AgentCurrent]:
-    """The current view filtered: `status` is active, archived or all; `tool` matches declared tools.
+    """The current view filtered: `status` is active, archived or all; `tool` matches declared tools,
+    `can` effectively granted ones.
 
     Rows carry only LIST_COLUMNS, by (name, agent_id), after the `after` cursor."""
     rows = agents_current()
@@ -275,7 +277,7 @@ def agent_list(
         rows = rows.filter(status=status)
     if label:
         rows = rows.filter(labels__has_key=label)
-    rows = _after(_filtered(rows, q=q, model=model, tool=tool), after)
+    rows = _after(_filtered(rows, q=q, model=model, tool=tool, can=can), after)
     return rows.only(*LIST_COLUMNS).order_by("name", "agent_id")
 
 
@@ -297,7 +299,9 @@ class RegistryAt:
         return self.rows.exclude(agent_id__in=self.archived)
 
 
-def registry_at(*, at: dt.datetime, q: str = "", model: str = "", tool: str = "") -> RegistryAt:
+def registry_at(
+    *, at: dt.datetime, q: str = "", model: str = "", tool: str = "", can: str = ""
+) -> RegistryAt:
     """The registry as it was at `at`: each agent's revision current then, and which were archived."""
     # Revisions and archive state both by AS_OF_ORDER: by business time, then stream order.
     revisions = agent_revisions().filter(occurred_at__lte=at)
@@ -309,17 +313,25 @@ def registry_at(*, at: dt.datetime, q: str = "", model: str = "", tool: str = ""
         if event_type == agent_event_types.ARCHIVED
     )
     return RegistryAt(
-        at=at, rows=_filtered(rows, q=q, model=model, tool=tool).order_by("name", "id"), archived=archived
+        at=at,
+        rows=_filtered(rows, q=q, model=model, tool=tool, can=can).order_by("name", "id"),
+        archived=archived,
     )
 
 
 def agent_list_at(
-    *, at: dt.datetime, q: str = "", model: str = "", tool: str = "", after: ListCursor | None = None
+    *,
+    at: dt.datetime,
+    q: str = "",
+    model: str = "",
+    tool: str = "",
+    can: str = "",
+    after: ListCursor | None = None,
 ) -> QuerySet[AgentRevision]:
     """The agents that were active at an instant, each at the revision current then (REST `?at=`).
 
     Rows carry only LIST_AT_COLUMNS, by (name, agent_id), after the `after` cursor."""
-    rows = _after(registry_at(at=at, q=q, model=model, tool=tool).active(), after)
+    rows = _after(registry_at(at=at, q=q, model=model, tool=tool, can=can).active(), after)
     return rows.only(*LIST_AT_COLUMNS).order_by("name", "agent_id")
 
 
@@ -340,7 +352,7 @@ def _last_status_events(at: dt.datetime) -> list[tuple[uuid.UUID, str]]:
     return [(stream_id, event_type) for stream_id, (_, _, event_type) in newest.items()]
 
 
-def _filtered(rows: QuerySet, *, q: str, model: str, tool: str) -> QuerySet:
+def _filtered(rows: QuerySet, *, q: str, model: str, tool: str, can: str = "") -> QuerySet:
     if q:
         rows = rows.filter(Q(name__icontains=q) | Q(description__icontains=q))
     if model:
@@ -349,6 +361,14 @@ def _filtered(rows: QuerySet, *, q: str, model: str, tool: str) -> QuerySet:
         # tools is a JSON list; its text form contains the JSON-quoted name on SQLite and PostgreSQL
         # alike (jsonb `?` / `contains` are PostgreSQL-only).
         rows = rows.filter(tools__icontains=json.dumps(tool))
+    if can:
+        # Effective, not declared (API.md "Permissions"): no tools key grants every tool, and
+        # disallowedTools removes. Both are in `permissions`, computed when the revision was
+        # applied. A row whose document is no longer valid has no permissions and never matches.
+        quoted = json.dumps(can)
+        rows = rows.filter(Q(permissions__tools="all") | Q(permissions__tools__icontains=quoted)).exclude(
+            permissions__denied__icontains=quoted
+        )
     return rows
 
 

@@ -445,3 +445,116 @@ def permission_changes(before: dict[str, Any], after: dict[str, Any]) -> list[Ch
         *_value_change("max_turns", "maxTurns", old["max_turns"], new["max_turns"], None),
         *_value_change("model", "model", old["model"], new["model"], model_warning),
     ]
+
+
+# ---------------------------------------------------------------------------------------
+# Document warnings: what the runtime ignores or does not know (stored, never refused)
+# ---------------------------------------------------------------------------------------
+
+# The frontmatter fields of the Claude Code subagent documentation.
+KNOWN_KEYS = frozenset(
+    {
+        "name",
+        "description",
+        "tools",
+        "disallowedTools",
+        "model",
+        "permissionMode",
+        "maxTurns",
+        "skills",
+        "mcpServers",
+        "hooks",
+        "memory",
+        "background",
+        "effort",
+        "isolation",
+        "initialPrompt",
+        "color",
+    }
+)
+COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "cyan")
+# Keys seen in real files that the runtime ignores, and what their authors meant.
+SUGGESTIONS = {
+    "allowedTools": ("tools", "the runtime ignores allowedTools, so the agent gets every tool"),
+    "allowed-tools": ("tools", "the runtime ignores allowed-tools, so the agent gets every tool"),
+    "allowed_tools": ("tools", "the runtime ignores allowed_tools, so the agent gets every tool"),
+    "deniedTools": ("disallowedTools", "nothing is denied"),
+    "disallowed-tools": ("disallowedTools", "nothing is denied"),
+    "mcp-servers": ("mcpServers", "no MCP server is configured"),
+    "mcp_servers": ("mcpServers", "no MCP server is configured"),
+}
+_BY_FOLDED = {key.lower().replace("-", "").replace("_", ""): key for key in KNOWN_KEYS}
+
+
+def _warning(code: str, message: str, line: int | None, suggestion: str | None = None) -> dict[str, Any]:
+    note: dict[str, Any] = {"code": code, "message": message}
+    if line is not None:
+        note["line"] = line
+    if suggestion is not None:
+        note["suggestion"] = suggestion
+    return note
+
+
+def _unknown_key(key: str, line: int | None) -> dict[str, Any]:
+    if key in SUGGESTIONS:
+        suggestion, consequence = SUGGESTIONS[key]
+        return _warning(
+            "unknown_key",
+            f"Claude Code ignores {key!r}: {consequence}; did you mean {suggestion!r}?",
+            line,
+            suggestion,
+        )
+    folded = _BY_FOLDED.get(key.lower().replace("-", "").replace("_", ""))
+    if folded is not None:
+        return _warning("unknown_key", f"Claude Code ignores {key!r}; did you mean {folded!r}?", line, folded)
+    return _warning("unknown_key", f"Claude Code ignores {key!r}", line)
+
+
+def document_warnings(frontmatter: dict[str, Any], key_lines: dict[str, int]) -> list[dict[str, Any]]:
+    """Keys the runtime ignores and values it does not know, in the order of the file."""
+    notes: list[dict[str, Any]] = []
+    for key in sorted(frontmatter, key=lambda item: key_lines.get(item, 0)):
+        if key not in KNOWN_KEYS:
+            notes.append(_unknown_key(key, key_lines.get(key)))
+
+    def invalid(key: str, message: str, suggestion: str | None = None) -> None:
+        notes.append(_warning("invalid_value", message, key_lines.get(key), suggestion))
+
+    mode = frontmatter.get("permissionMode")
+    if "permissionMode" in frontmatter and mode not in PERMISSION_MODES:
+        invalid(
+            "permissionMode",
+            f"permissionMode {mode!r} is not a mode Claude Code knows ({', '.join(PERMISSION_MODES)});"
+            " it falls back to 'default'",
+            DEFAULT_MODE,
+        )
+    color = frontmatter.get("color")
+    if "color" in frontmatter and color not in COLORS:
+        invalid("color", f"color {color!r} is not one of {', '.join(COLORS)}")
+    memory = frontmatter.get("memory")
+    if "memory" in frontmatter and memory not in MEMORY_SCOPES:
+        invalid("memory", f"memory {memory!r} is not one of {', '.join(MEMORY_SCOPES)}")
+    turns = frontmatter.get("maxTurns")
+    if "maxTurns" in frontmatter and not (
+        isinstance(turns, int) and not isinstance(turns, bool) and turns > 0
+    ):
+        invalid("maxTurns", f"maxTurns must be a positive whole number; got {turns!r}")
+    if "hooks" in frontmatter and not isinstance(frontmatter["hooks"], dict):
+        invalid(
+            "hooks", "hooks must be a mapping of hook event names to handlers; the runtime ignores this one"
+        )
+    servers = frontmatter.get("mcpServers")
+    if "mcpServers" in frontmatter:
+        if not isinstance(servers, list | dict | str):
+            invalid("mcpServers", "mcpServers must be a list of server names or inline servers")
+        else:
+            _, _, configs = _mcp_servers(servers)
+            for name, config in configs.items():
+                command = config.get("command") if isinstance(config, dict) else None
+                if command is not None and not isinstance(command, str):
+                    invalid("mcpServers", f"MCP server {name!r}: command must be text; got {command!r}")
+    for key in ("tools", "disallowedTools"):
+        entries = split_entries(frontmatter.get(key))
+        if any(entry.count("(") != entry.count(")") for entry in entries):
+            invalid(key, f"{key} has an unclosed '(': it was read to the end of the line")
+    return notes
