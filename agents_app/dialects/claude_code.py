@@ -475,13 +475,13 @@ KNOWN_KEYS = frozenset(
 COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "cyan")
 # Keys seen in real files that the runtime ignores, and what their authors meant.
 SUGGESTIONS = {
-    "allowedTools": ("tools", "the runtime ignores allowedTools, so the agent gets every tool"),
-    "allowed-tools": ("tools", "the runtime ignores allowed-tools, so the agent gets every tool"),
-    "allowed_tools": ("tools", "the runtime ignores allowed_tools, so the agent gets every tool"),
-    "deniedTools": ("disallowedTools", "nothing is denied"),
-    "disallowed-tools": ("disallowedTools", "nothing is denied"),
-    "mcp-servers": ("mcpServers", "no MCP server is configured"),
-    "mcp_servers": ("mcpServers", "no MCP server is configured"),
+    "allowedTools": ("tools", "so the agent gets every tool"),
+    "allowed-tools": ("tools", "so the agent gets every tool"),
+    "allowed_tools": ("tools", "so the agent gets every tool"),
+    "deniedTools": ("disallowedTools", "so nothing is denied"),
+    "disallowed-tools": ("disallowedTools", "so nothing is denied"),
+    "mcp-servers": ("mcpServers", "so no MCP server is configured"),
+    "mcp_servers": ("mcpServers", "so no MCP server is configured"),
 }
 _BY_FOLDED = {key.lower().replace("-", "").replace("_", ""): key for key in KNOWN_KEYS}
 
@@ -500,7 +500,7 @@ def _unknown_key(key: str, line: int | None) -> dict[str, Any]:
         suggestion, consequence = SUGGESTIONS[key]
         return _warning(
             "unknown_key",
-            f"Claude Code ignores {key!r}: {consequence}; did you mean {suggestion!r}?",
+            f"Claude Code ignores {key!r}, {consequence}; did you mean {suggestion!r}?",
             line,
             suggestion,
         )

@@ -39,8 +39,8 @@ def test_create_returns_document_warnings_with_lines_and_suggestions_and_stores_
     assert body["warnings"] == [
         {
             "code": "unknown_key",
-            "message": "Claude Code ignores 'allowedTools': the runtime ignores allowedTools, so the agent gets"
-            " every tool; did you mean 'tools'?",
+            "message": "Claude Code ignores 'allowedTools', so the agent gets every tool;"
+            " did you mean 'tools'?",
             "line": 4,
             "suggestion": "tools",
         },
