@@ -187,7 +187,7 @@ def _lenient_value(text: str, line: int) -> Any:
 
 
 def _lenient(
-    frontmatter: str, problem: str, line: int | None = None
+    frontmatter: str, problem: str, problem_line: int | None = None
 ) -> tuple[dict[str, Any], dict[str, int], list[dict[str, Any]]]:
     """Read top-level `key: value` lines and indented continuations, as Claude Code does."""
     data: dict[str, Any] = {}
@@ -232,7 +232,7 @@ def _lenient(
             _note(
                 "lenient_yaml",
                 f"frontmatter is not strict YAML ({problem}); it was read as plain 'key: value' lines",
-                line,
+                problem_line,
             )
         ],
     )

@@ -288,3 +288,47 @@ def test_the_narrowing_and_widening_colours_are_in_the_admin_stylesheet():
     assert ".agent-diff-permissions li.narrowed { background: #e6ffec;" in DIFF_CSS
     assert ".agent-diff-permissions li.widened.high { background: #ffebe9;" in DIFF_CSS
     assert "ins.widened { background: #ffd8a8;" in DIFF_CSS
+
+
+def notes(frontmatter: str) -> list[tuple]:
+    document = parse_agent_document(doc(frontmatter))
+    return [(note["code"], note.get("line"), note.get("suggestion")) for note in document.notes]
+
+
+@pytest.mark.parametrize(
+    ("frontmatter", "expected"),
+    [
+        ("tools: Read\nmodel: opus\ncolor: blue\npermissionMode: plan\nmemory: user\nmaxTurns: 4\n", []),
+        ("allowedTools: Read\n", [("unknown_key", 4, "tools")]),
+        ("mcp_servers: [github]\n", [("unknown_key", 4, "mcpServers")]),
+        ("PermissionMode: plan\n", [("unknown_key", 4, "permissionMode")]),
+        ("favouriteFood: soup\n", [("unknown_key", 4, None)]),
+        ("permissionMode: manual\n", [("invalid_value", 4, "default")]),
+        ("color: magenta\n", [("invalid_value", 4, None)]),
+        ("memory: global\n", [("invalid_value", 4, None)]),
+        ("maxTurns: -1\n", [("invalid_value", 4, None)]),
+        ("hooks: echo hi\n", [("invalid_value", 4, None)]),
+        ("mcpServers:\n  db:\n    command: 5\n", [("invalid_value", 4, None)]),
+        ("disallowedTools: Agent(x\n", [("invalid_value", 4, None)]),
+        ("tools: Read, Read\n", [("duplicate_tool", 4, None)]),
+        ("tools:\n", [("empty_tools", 4, None)]),
+        ("model: a\nmodel: b\n", [("duplicate_key", 5, None)]),
+    ],
+)
+def test_document_warnings_name_what_the_runtime_ignores_with_line_and_suggestion(frontmatter, expected):
+    assert notes(frontmatter) == expected
+
+
+def test_a_lenient_yaml_warning_names_the_line_that_strict_yaml_refused():
+    raw = (
+        "---\nname: reviewer\ndescription: Examples: <example>Context: x</example>\nmodel: opus\n---\nBody\n"
+    )
+
+    assert [(note["code"], note["line"]) for note in parse_agent_document(raw).notes] == [("lenient_yaml", 3)]
+
+
+def test_a_name_outside_the_documented_set_is_stored_with_a_name_format_warning():
+    document = parse_agent_document(doc().replace("name: reviewer", "name: dotnet-framework-4.8-expert"))
+
+    assert document.name == "dotnet-framework-4.8-expert"
+    assert [(note["code"], note["line"]) for note in document.notes] == [("name_format", 2)]
