@@ -10,10 +10,10 @@ the two sides' frontmatter so that the JSON, the HTML and the warnings share one
 from types import ModuleType
 from typing import Any
 
-from agents_app.dialects import claude_code
+from agents_app.dialects import claude_code, copilot
 
 DEFAULT_DIALECT = "claude-code"
-DIALECTS: dict[str, ModuleType] = {"claude-code": claude_code}
+DIALECTS: dict[str, ModuleType] = {"claude-code": claude_code, "copilot": copilot}
 
 
 def dialect_module(dialect: str) -> ModuleType:
