@@ -352,6 +352,11 @@ def _last_status_events(at: dt.datetime) -> list[tuple[uuid.UUID, str]]:
     return [(stream_id, event_type) for stream_id, (_, _, event_type) in newest.items()]
 
 
+def agents_that_can(rows: QuerySet, *, tool: str) -> QuerySet:
+    """The rows (of either view) whose effective permissions grant `tool` (REST `?can=`, admin filter)."""
+    return _filtered(rows, q="", model="", tool="", can=tool)
+
+
 def _filtered(rows: QuerySet, *, q: str, model: str, tool: str, can: str = "") -> QuerySet:
     if q:
         rows = rows.filter(Q(name__icontains=q) | Q(description__icontains=q))

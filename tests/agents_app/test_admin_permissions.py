@@ -44,3 +44,20 @@ def test_compare_puts_a_removed_tools_line_first_as_a_widening(as_user, people, 
         '<table class="agent-diff">'
     )
     assert "every tool is now granted: the tools line was removed" in compare
+
+
+def test_the_list_filters_by_what_an_agent_can_effectively_do(as_user, people):  # noqa: F811
+    browser = as_user(people["editor"])
+    for name, extra in (
+        ("everything", ""),
+        ("read-only", "tools: Read\n"),
+        ("no-bash", "disallowedTools: Bash\n"),
+    ):
+        browser.post(url("add"), {"content": agent_text(name, extra=extra), "reason": "r"})
+
+    browser.get(url("changelist"))  # the "Created ..." messages are shown (and consumed) here
+    page = browser.get(url("changelist"), can="Bash").content.decode()
+    results = page[page.index('id="result_list"') :]
+
+    assert "everything" in results
+    assert "read-only" not in results and "no-bash" not in results
