@@ -161,3 +161,15 @@ def test_can_lists_the_agents_effectively_granted_a_tool(editor_api):
 
     assert names == ["declares-bash", "everything"]
     assert declared == ["declares-bash"]
+
+
+def test_can_applies_to_the_registry_as_it_was(editor_api):
+    import datetime as dt
+
+    create(editor_api, agent_text("everything"))
+    create(editor_api, agent_text("read-only", extra="tools: Read\n"))
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat().replace("+", "%2B")
+
+    names = [row["name"] for row in editor_api.get(f"{AGENTS}?can=Bash&at={later}").json()["results"]]
+
+    assert names == ["everything"]
