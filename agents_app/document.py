@@ -253,8 +253,10 @@ def _tools(
         )
         return None
     tools: list[str] = []
+    seen: set[str] = set()  # a set, not `in tools`: 10,000 tools stay linear
     for tool in names:
-        if tool and tool not in tools:
+        if tool and tool not in seen:
+            seen.add(tool)
             tools.append(tool)
         elif tool:
             warnings.append(_note("duplicate_tool", f"tool {tool!r} is listed twice", line))

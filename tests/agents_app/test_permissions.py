@@ -332,3 +332,18 @@ def test_a_name_outside_the_documented_set_is_stored_with_a_name_format_warning(
 
     assert document.name == "dotnet-framework-4.8-expert"
     assert [(note["code"], note["line"]) for note in document.notes] == [("name_format", 2)]
+
+
+def test_a_diff_of_ten_thousand_tools_each_way_is_quick():
+    import time
+
+    many = ", ".join(f"Tool{index}" for index in range(10_000))
+    other = ", ".join(f"Other{index}" for index in range(10_000))
+    started = time.monotonic()
+
+    diff = diff_of(
+        doc(f"tools: {many}\ndisallowedTools: {other}\n"), doc(f"tools: {other}\ndisallowedTools: {many}\n")
+    )
+
+    assert time.monotonic() - started < 2
+    assert len(diff["warnings"]) == 10_000 + 10_000  # tool_added and disallowed_tool_removed per name
