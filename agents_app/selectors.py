@@ -462,3 +462,81 @@ def changes_since(*, agent_id: uuid.UUID, version: int, revision: int, limit: in
 def label_history(*, agent_id: uuid.UUID) -> list[StoredEvent]:
     """Every label move of one agent, oldest first (the history lives in the events)."""
     return stream_of_types(stream_id=agent_id, types=frozenset({agent_event_types.LABEL_MOVED}))
+
+
+# At most this many revisions are classified per report: the newest in the range.
+REPORT_MAX_REVISIONS = 500
+
+
+def permissions_report(*, since: dt.datetime | None, until: dt.datetime | None) -> dict[str, Any]:
+    """The registry-wide security view (GET /permissions/report/, API.md "Permissions").
+
+    Who can use each tool, mode and MCP server (active agents, from the stored effective
+    permissions); agents whose documents carry warnings; revisions in [since, until] whose
+    change widened permissions, with who and why. Each previous revision's frontmatter comes
+    in the same statement (a subquery), and at most REPORT_MAX_REVISIONS are classified.
+    """
+    from agents_app.dialects import permission_changes
+
+    tools: dict[str, list[str]] = {}
+    every_tool: list[dict[str, Any]] = []
+    modes: dict[str, list[str]] = {}
+    servers: dict[str, list[str]] = {}
+    warned: list[dict[str, Any]] = []
+    rows = agents_current().filter(status=AgentCurrent.Status.ACTIVE).order_by("name", "agent_id")
+    for name, permissions, warnings in rows.values_list("name", "permissions", "warnings").iterator(2000):
+        if permissions:
+            if permissions.get("tools") == "all":
+                every_tool.append({"agent": name, "denied": permissions.get("denied", [])})
+            else:
+                for tool in permissions.get("tools", []):
+                    tools.setdefault(tool, []).append(name)
+            modes.setdefault(permissions.get("mode", "default"), []).append(name)
+            for server in permissions.get("mcp_servers", []):
+                servers.setdefault(server, []).append(name)
+        if warnings:
+            warned.append({"agent": name, "warnings": warnings})
+    revisions = agent_revisions().filter(revision__gt=1)
+    if since is not None:
+        revisions = revisions.filter(recorded_at__gte=since)
+    if until is not None:
+        revisions = revisions.filter(recorded_at__lte=until)
+    previous = agent_revisions().filter(agent_id=OuterRef("agent_id"), revision=OuterRef("revision") - 1)
+    revisions = revisions.annotate(previous=Subquery(previous.values("frontmatter")[:1])).order_by(
+        "-recorded_at", "-id"
+    )
+    page = list(
+        revisions.values(
+            "name", "revision", "actor", "reason", "recorded_at", "frontmatter", "dialect", "previous"
+        )[: REPORT_MAX_REVISIONS + 1]
+    )
+    widened = []
+    for row in page[:REPORT_MAX_REVISIONS]:
+        before = row["previous"]
+        if isinstance(before, str):  # a subquery's JSON comes back as text on some backends
+            before = json.loads(before)
+        changes = [
+            change.as_json()
+            for change in permission_changes(before or {}, row["frontmatter"], dialect=row["dialect"])
+            if change.kind == "widened"
+        ]
+        if changes:
+            widened.append(
+                {
+                    "agent": row["name"],
+                    "revision": row["revision"],
+                    "actor": row["actor"],
+                    "reason": row["reason"],
+                    "recorded_at": row["recorded_at"],
+                    "changes": changes,
+                }
+            )
+    return {
+        "tools": dict(sorted(tools.items())),
+        "every_tool": every_tool,
+        "modes": dict(sorted(modes.items())),
+        "mcp_servers": dict(sorted(servers.items())),
+        "warnings": warned,
+        "widened": widened,
+        "truncated": len(page) > REPORT_MAX_REVISIONS,
+    }

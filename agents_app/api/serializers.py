@@ -232,3 +232,17 @@ class ProblemSerializer(serializers.Serializer):
     status = serializers.IntegerField()
     detail = serializers.CharField()
     errors = serializers.ListField(child=serializers.DictField(), required=False)  # type: ignore[assignment]
+
+
+class PermissionsReportSerializer(serializers.Serializer):
+    """GET /permissions/report/."""
+
+    tools = serializers.DictField(help_text="tool -> agents that declare it (and are not denied it)")
+    every_tool = serializers.ListField(child=serializers.DictField(), help_text="[{agent, denied}]")
+    modes = serializers.DictField(help_text="permission mode -> agents")
+    mcp_servers = serializers.DictField(help_text="MCP server -> agents")
+    warnings = serializers.ListField(child=serializers.DictField(), help_text="[{agent, warnings}]")
+    widened = serializers.ListField(
+        child=serializers.DictField(), help_text="[{agent, revision, actor, reason, recorded_at, changes}]"
+    )
+    truncated = serializers.BooleanField(help_text="More revisions in the range than were classified")

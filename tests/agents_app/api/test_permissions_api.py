@@ -173,3 +173,32 @@ def test_can_applies_to_the_registry_as_it_was(editor_api):
     names = [row["name"] for row in editor_api.get(f"{AGENTS}?can=Bash&at={later}").json()["results"]]
 
     assert names == ["everything"]
+
+
+def test_the_permissions_report_answers_who_can_use_what_and_what_widened(editor_api):
+    create(editor_api, agent_text("everything", extra="permissionMode: acceptEdits\nallowedTools: Read\n"))
+    create(editor_api, agent_text("reviewer", extra="tools: Read, Bash\nmcpServers: [github]\n"))
+    editor_api.put(
+        f"{AGENTS}reviewer/",
+        {"content": agent_text("reviewer", extra="mcpServers: [github]\n"), "reason": "needs more"},
+        HTTP_IF_MATCH='"1"',
+    )
+
+    report = editor_api.get("/api/v1/permissions/report/").json()
+
+    assert report["every_tool"] == [
+        {"agent": "everything", "denied": []},
+        {"agent": "reviewer", "denied": []},
+    ]
+    assert report["modes"] == {"acceptEdits": ["everything"], "default": ["reviewer"]}
+    assert report["mcp_servers"] == {"github": ["reviewer"]}
+    assert [entry["agent"] for entry in report["warnings"]] == ["everything"]
+    [widened] = report["widened"]
+    assert (widened["agent"], widened["revision"], widened["actor"], widened["reason"]) == (
+        "reviewer",
+        2,
+        "editor",
+        "needs more",
+    )
+    assert widened["changes"][0]["detail"] == "every tool is now granted: the tools line was removed"
+    assert report["truncated"] is False
