@@ -41,7 +41,14 @@ from agents_app.promotions.services import (
     promotion_request,
     promotion_withdraw,
 )
-from agents_app.selectors import agents_current, changes_since, label_moves_page, revision_get, revision_list
+from agents_app.selectors import (
+    agents_current,
+    agents_that_can,
+    changes_since,
+    label_moves_page,
+    revision_get,
+    revision_list,
+)
 from agents_app.tokens import MAX_DAYS, MIN_DAYS, api_token_create, api_token_revoke, api_token_state
 from agents_app.webhooks.selectors import webhook_deliveries
 from agents_app.webhooks.services import (
@@ -169,6 +176,17 @@ class ToolFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CanFilter(ToolFilter):
+    """What an agent can effectively do: no tools key grants every tool, disallowedTools removes."""
+
+    title = "can use (effective)"
+    parameter_name = "can"
+
+    def queryset(self, request, queryset):
+        tool = self.value()
+        return agents_that_can(queryset, tool=tool) if tool else queryset
+
+
 class LabelFilter(admin.SimpleListFilter):
     title = "label"
     parameter_name = "label"
@@ -246,7 +264,7 @@ class AgentAdmin(admin.ModelAdmin):
         "updated_by",
         "updated_at",
     ]
-    list_filter = [StatusFilter, ModelFilter, ToolFilter, LabelFilter]
+    list_filter = [StatusFilter, ModelFilter, ToolFilter, CanFilter, LabelFilter]
     search_fields = ["name", "description"]
     ordering = ["name"]
     list_per_page = 50

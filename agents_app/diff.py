@@ -21,15 +21,12 @@ from typing import Any, Protocol
 
 from django.utils.safestring import SafeString, mark_safe
 
+from agents_app.dialects import DEFAULT_DIALECT, effective_permissions, permission_changes
 from agents_app.line_matching import Opcode, line_opcodes, opcode_changes
 
 CONTEXT_LINES = 3
 
 NO_NEWLINE_MARKER = "\\ No newline at end of file\n"
-
-# From strict to loose; Claude Code treats a missing permissionMode as "default".
-PERMISSION_MODES = ("plan", "default", "acceptEdits", "bypassPermissions")
-DEFAULT_PERMISSION_MODE = "default"
 
 # Words of a replaced line are matched by the same algorithm as lines (bounded per call); past
 # this a replaced line is highlighted whole, so one huge description line costs nothing.
@@ -46,6 +43,19 @@ DIFF_CSS = """
 .agent-diff-warnings { margin: 0 0 1em; padding: 0.5em 1em 0.5em 2em; background: #fff4e5;
   border: 1px solid #f0b37e; border-radius: 4px; }
 .agent-diff-warnings code { font-weight: bold; }
+.agent-diff-permissions { margin: 0 0 1em; }
+.agent-diff-permissions h3 { margin: 0 0 0.3em; font-size: 14px; }
+.agent-diff-permissions ul { margin: 0; padding: 0; list-style: none; }
+.agent-diff-permissions li { margin: 2px 0; padding: 3px 8px; border-left: 4px solid #8c959f;
+  background: #f6f8fa; }
+.agent-diff-permissions li.widened.high { background: #ffebe9; border-left-color: #cf222e; }
+.agent-diff-permissions li.widened.medium, .agent-diff-permissions li.widened.low
+  { background: #fff4e5; border-left-color: #f0883e; }
+.agent-diff-permissions li.narrowed { background: #e6ffec; border-left-color: #2da44e; }
+.agent-diff-permissions .kind { font-weight: bold; text-transform: uppercase; font-size: 11px; }
+table.agent-diff-frontmatter tr.tools td.value { background: none; }
+table.agent-diff-frontmatter ins.widened { background: #ffd8a8; text-decoration: none; }
+table.agent-diff-frontmatter del.narrowed { background: #d3f9d8; }
 .agent-diff-identical { color: #555; font-style: italic; }
 table.agent-diff-frontmatter, table.agent-diff { border-collapse: collapse; width: 100%; margin-bottom: 1em; }
 table.agent-diff-frontmatter th, table.agent-diff-frontmatter td { border: 1px solid #ddd;
@@ -100,6 +110,7 @@ class DiffSide:
     frontmatter: dict[str, Any]
     body: str
     tools: list[str] | None  # None: no `tools` key, so every tool is granted
+    dialect: str = DEFAULT_DIALECT
 
     @classmethod
     def from_revision(cls, row: RevisionLike) -> "DiffSide":
@@ -113,6 +124,7 @@ class DiffSide:
             frontmatter=dict(row.frontmatter),
             body=row.body,
             tools=None if row.tools is None else list(row.tools),
+            dialect=getattr(row, "dialect", DEFAULT_DIALECT) or DEFAULT_DIALECT,
         )
 
     @property
@@ -254,63 +266,27 @@ def _tool_changes(old: DiffSide, new: DiffSide) -> dict[str, Any]:
     }
 
 
-def _tool_names(value: Any) -> set[str]:
-    """A tool list as frontmatter spells it: a comma-separated string or a list."""
-    if isinstance(value, str):
-        return {part.strip() for part in value.split(",") if part.strip()}
-    if isinstance(value, list):
-        return {str(item).strip() for item in value if str(item).strip()}
-    return set()
-
-
 def _shown(value: Any) -> str:
     if value is None:
         return "(not set)"
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _warning(code: str, detail: str) -> dict[str, str]:
-    return {"code": code, "detail": detail}
+def _permissions(old: DiffSide, new: DiffSide) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The `permissions` section and the `warnings` it implies: one classification for both.
 
-
-def _permission_warnings(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, str]]:
-    old_mode = before.get("permissionMode", DEFAULT_PERMISSION_MODE)
-    new_mode = after.get("permissionMode", DEFAULT_PERMISSION_MODE)
-    if old_mode == new_mode:
-        return []
-    detail = f"{_shown(old_mode)} -> {_shown(new_mode)}"
-    if old_mode in PERMISSION_MODES and new_mode in PERMISSION_MODES:
-        if PERMISSION_MODES.index(new_mode) > PERMISSION_MODES.index(old_mode):
-            return [_warning("permission_mode_loosened", detail)]
-        return []  # tightened
-    # A mode this registry does not know could be anything, so a reviewer should look.
-    return [_warning("permission_mode_changed", detail)]
-
-
-def _warnings(old: DiffSide, new: DiffSide, tools: dict[str, Any]) -> list[dict[str, str]]:
-    """Changes that widen what the agent may do, in a fixed order."""
-    before, after = old.frontmatter, new.frontmatter
-    warnings: list[dict[str, str]] = []
-    if old.tools is not None and new.tools is not None:
-        warnings += [_warning("tool_added", tool) for tool in tools["added"]]
-    elif old.tools is not None and new.tools is None:
-        warnings.append(_warning("tools_removed", "no tools key: every tool is granted"))
-    # From no tools key to a list narrows the agent: not a warning.
-    for tool in sorted(
-        _tool_names(before.get("disallowedTools")) - _tool_names(after.get("disallowedTools"))
-    ):
-        warnings.append(_warning("disallowed_tool_removed", tool))
-    warnings += _permission_warnings(before, after)
-    for key, code in (("hooks", "hooks_changed"), ("mcpServers", "mcp_servers_changed")):
-        if key in after and key not in before:
-            warnings.append(_warning(code, f"{key} added"))
-        elif key in after and after[key] != before[key]:
-            warnings.append(_warning(code, f"{key} changed"))
-    if before.get("model") != after.get("model"):
-        warnings.append(
-            _warning("model_changed", f"{_shown(before.get('model'))} -> {_shown(after.get('model'))}")
-        )
-    return warnings
+    A warning is only ever the short code of a change classified here, so the two sections
+    cannot disagree (e.g. a removed tools line is a high widening AND `tools_removed`).
+    """
+    changes = permission_changes(old.frontmatter, new.frontmatter, dialect=new.dialect)
+    warnings = [{"code": code, "detail": detail} for change in changes for code, detail in change.warnings]
+    section = {
+        "from": effective_permissions(old.frontmatter, dialect=old.dialect),
+        "to": effective_permissions(new.frontmatter, dialect=new.dialect),
+        "widened": any(change.kind == "widened" for change in changes),
+        "changes": [change.as_json() for change in changes],
+    }
+    return section, warnings
 
 
 def _body_changes(old: DiffSide, new: DiffSide) -> dict[str, Any]:
@@ -325,15 +301,16 @@ def _body_changes(old: DiffSide, new: DiffSide) -> dict[str, Any]:
 
 def revision_diff(*, old: DiffSide, new: DiffSide) -> dict[str, Any]:
     """The JSON diff of API.md: sides, frontmatter, tools, body hunks and widening warnings."""
-    tools = _tool_changes(old, new)
+    permissions, warnings = _permissions(old, new)
     return {
         "from": _side_summary(old),
         "to": _side_summary(new),
         "identical": old.content == new.content,
         "frontmatter": _frontmatter_changes(old, new),
-        "tools": tools,
+        "tools": _tool_changes(old, new),
         "body": _body_changes(old, new),
-        "warnings": _warnings(old, new, tools),
+        "warnings": warnings,
+        "permissions": permissions,
     }
 
 
@@ -499,10 +476,19 @@ def _frontmatter_html(old: DiffSide, new: DiffSide, summary: dict[str, Any]) -> 
     ]
     tools = summary["tools"]
     if tools["added"] or tools["removed"] or tools["from_all"] != tools["to_all"]:
+        # Marks only between two declared lists: going to or from every tool is said in words
+        # (a removed tools line once showed its tools struck through in red, like a restriction).
+        both = old.tools is not None and new.tools is not None
+        widened = any(
+            change["field"] == "tools" and change["kind"] == "widened"
+            for change in summary["permissions"]["changes"]
+        )
+        kind = "widened" if widened else "narrowed"
+        was = _granted_html(old.tools, tools["removed"] if both else [], "del", "narrowed")
+        now = _granted_html(new.tools, tools["added"] if both else [], "ins", "widened")
         rows.append(
-            '<tr class="changed tools"><th>tools (granted)</th><td>changed</td>'
-            f'<td class="value old">{_granted_html(old.tools, tools["removed"], "del")}</td>'
-            f'<td class="value new">{_granted_html(new.tools, tools["added"], "ins")}</td></tr>'
+            f'<tr class="changed tools {kind}"><th>tools (granted)</th><td>{kind}</td>'
+            f'<td class="value old">{was}</td><td class="value new">{now}</td></tr>'
         )
     if not rows:
         return ""
@@ -513,13 +499,44 @@ def _frontmatter_html(old: DiffSide, new: DiffSide, summary: dict[str, Any]) -> 
     )
 
 
-def _granted_html(tools: list[str] | None, marked: list[str], element: str) -> str:
-    """The tools one side grants, those that differ from the other side wrapped in `element`."""
+def _granted_html(tools: list[str] | None, marked: list[str], element: str, meaning: str) -> str:
+    """The tools one side grants, those that differ from the other side wrapped in `element`.
+
+    `meaning` is the class that colours the mark: a newly granted tool is a widening
+    (orange), a tool no longer granted a narrowing (green), never the other way round.
+    """
     if tools is None:
         return "every tool (no tools key)"
-    return ", ".join(
-        f"<{element}>{html.escape(tool)}</{element}>" if tool in marked else html.escape(tool)
-        for tool in sorted(tools)
+    return (
+        ", ".join(
+            f'<{element} class="{meaning}">{html.escape(tool)}</{element}>'
+            if tool in marked
+            else html.escape(tool)
+            for tool in sorted(tools)
+        )
+        or "no tools"
+    )
+
+
+def _permissions_html(section: dict[str, Any]) -> str:
+    """The permission changes in words, coloured by meaning: widening red/orange, narrowing green."""
+    if not section["changes"]:
+        return ""
+    headline = (
+        "This change widens what the agent may do."
+        if section["widened"]
+        else "This change does not widen what the agent may do."
+    )
+    items = "".join(
+        f'<li class="{html.escape(change["kind"])} {html.escape(change["severity"])}">'
+        f'<span class="kind">{html.escape(change["kind"])} ({html.escape(change["severity"])})</span> '
+        f"<code>{html.escape(change['field'])}</code>: {html.escape(change['detail'])}</li>"
+        for change in section["changes"]
+    )
+    state = "widened" if section["widened"] else "not-widened"
+    return (
+        f'<div class="agent-diff-permissions {state}"><h3>Permissions</h3>'
+        f"<p>{headline}</p><ul>{items}</ul></div>"
     )
 
 
@@ -548,7 +565,8 @@ def html_diff(*, old: DiffSide, new: DiffSide) -> SafeString:
         f"<tbody>{''.join(_file_rows(_lines(old.content), _lines(new.content)))}</tbody></table>"
     )
     fragment = (
-        f'<div class="agent-diff-view">{_warnings_html(summary["warnings"])}{identical}'
+        f'<div class="agent-diff-view">{_permissions_html(summary["permissions"])}'
+        f"{_warnings_html(summary['warnings'])}{identical}"
         f"{_frontmatter_html(old, new, summary)}{table}</div>"
     )
     # Safe by construction: every piece of text taken from the documents went through

@@ -17,9 +17,15 @@ from typing import Any
 import yaml
 from django.conf import settings
 
+from agents_app.dialects import claude_code
 from agents_app.exceptions import DocumentInvalid, DocumentProblem
 
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+# ARCHITECTURE.md: 1 to 64 lowercase letters, digits, '.', '_' and '-', starting with a letter or
+# digit (real files use `dotnet-framework-4.8-expert`). Two dots in a row are refused: such a name
+# reads like a path escape in URLs and export file names, and no real agent needs one.
+NAME_PATTERN = re.compile(r"(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,63}")
+# Claude Code's documented set; a name outside it is stored with a `name_format` warning.
+DOCUMENTED_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 LENIENT_KEY = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)[ \t]*:(?:[ \t]+(.*)|[ \t]*)$")
 MAX_YAML_DEPTH = 20
 FIRST_FRONTMATTER_LINE = 2  # line 1 of the file is the opening '---'
@@ -42,8 +48,13 @@ class AgentDocument:
     tools: list[str] | None
     model: str | None
     color: str | None
-    warnings: list[str] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)  # API.md: [{code, message, line?, suggestion?}]
     key_lines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings' messages alone."""
+        return [note["message"] for note in self.notes]
 
     @property
     def raw(self) -> bytes:
@@ -118,7 +129,16 @@ def _check_yaml_events(frontmatter: str, first_line: int = FIRST_FRONTMATTER_LIN
             depth -= 1
 
 
-def _strict(frontmatter: str) -> tuple[dict[str, Any], dict[str, int], list[str]]:
+def _note(code: str, message: str, line: int | None = None, suggestion: str | None = None) -> dict[str, Any]:
+    note: dict[str, Any] = {"code": code, "message": message}
+    if line is not None:
+        note["line"] = line
+    if suggestion is not None:
+        note["suggestion"] = suggestion
+    return note
+
+
+def _strict(frontmatter: str) -> tuple[dict[str, Any], dict[str, int], list[dict[str, Any]]]:
     """Parse with safe YAML; raises yaml.YAMLError when it is not valid YAML."""
     _check_yaml_events(frontmatter)
     loader = SafeLoader(frontmatter)
@@ -141,7 +161,11 @@ def _strict(frontmatter: str) -> tuple[dict[str, Any], dict[str, int], list[str]
             line = key_node.start_mark.line + FIRST_FRONTMATTER_LINE
             if key in key_lines:
                 warnings.append(
-                    f"key {key!r} appears on lines {key_lines[key]} and {line}; the last one counts"
+                    _note(
+                        "duplicate_key",
+                        f"key {key!r} appears on lines {key_lines[key]} and {line}; the last one counts",
+                        line,
+                    )
                 )
             key_lines[key] = line
         data = loader.construct_document(node)
@@ -162,7 +186,9 @@ def _lenient_value(text: str, line: int) -> Any:
     return value if isinstance(value, str | int | float | bool | list) else text
 
 
-def _lenient(frontmatter: str, problem: str) -> tuple[dict[str, Any], dict[str, int], list[str]]:
+def _lenient(
+    frontmatter: str, problem: str, problem_line: int | None = None
+) -> tuple[dict[str, Any], dict[str, int], list[dict[str, Any]]]:
     """Read top-level `key: value` lines and indented continuations, as Claude Code does."""
     data: dict[str, Any] = {}
     key_lines: dict[str, int] = {}
@@ -202,12 +228,18 @@ def _lenient(frontmatter: str, problem: str) -> tuple[dict[str, Any], dict[str, 
     return (
         data,
         key_lines,
-        [f"frontmatter is not strict YAML ({problem}); it was read as plain 'key: value' lines"],
+        [
+            _note(
+                "lenient_yaml",
+                f"frontmatter is not strict YAML ({problem}); it was read as plain 'key: value' lines",
+                problem_line,
+            )
+        ],
     )
 
 
 def _tools(
-    value: Any, line: int | None, problems: list[DocumentProblem], warnings: list[str]
+    value: Any, line: int | None, problems: list[DocumentProblem], warnings: list[dict[str, Any]]
 ) -> list[str] | None:
     if value is None:
         return None
@@ -221,11 +253,13 @@ def _tools(
         )
         return None
     tools: list[str] = []
+    seen: set[str] = set()  # a set, not `in tools`: 10,000 tools stay linear
     for tool in names:
-        if tool and tool not in tools:
+        if tool and tool not in seen:
+            seen.add(tool)
             tools.append(tool)
         elif tool:
-            warnings.append(f"tool {tool!r} is listed twice")
+            warnings.append(_note("duplicate_tool", f"tool {tool!r} is listed twice", line))
     return tools
 
 
@@ -285,7 +319,9 @@ def _parse(raw: bytes | str, limit: int) -> AgentDocument:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + FIRST_FRONTMATTER_LINE}" if mark is not None else ""
         problem = f"{getattr(exc, 'problem', None) or exc}{where}"
-        data, key_lines, warnings = _lenient(frontmatter_text, problem)
+        data, key_lines, warnings = _lenient(
+            frontmatter_text, problem, mark.line + FIRST_FRONTMATTER_LINE if mark is not None else None
+        )
     frontmatter = _jsonable(data)
 
     problems: list[DocumentProblem] = []
@@ -299,8 +335,8 @@ def _parse(raw: bytes | str, limit: int) -> AgentDocument:
         problems.append(
             DocumentProblem(
                 "name",
-                f"must be lowercase letters, digits and hyphens, starting with a letter or digit, at most 64"
-                f" characters; got {name!r}",
+                f"must be lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, with"
+                f" no '..', at most 64 characters; got {name!r}",
                 key_lines.get("name"),
             )
         )
@@ -323,9 +359,25 @@ def _parse(raw: bytes | str, limit: int) -> AgentDocument:
             )
     tools = _tools(frontmatter.get("tools"), key_lines.get("tools"), problems, warnings)
     if "tools" in frontmatter and frontmatter["tools"] is None:
-        warnings.append("tools is empty: like no tools key, the agent is granted every tool")
+        warnings.append(
+            _note(
+                "empty_tools",
+                "tools is empty: like no tools key, the agent is granted every tool",
+                key_lines.get("tools"),
+            )
+        )
     if problems:
         raise DocumentInvalid(problems)
+    if not DOCUMENTED_NAME.fullmatch(name):
+        warnings.append(
+            _note(
+                "name_format",
+                f"name {name!r} is outside Claude Code's documented set (lowercase letters, digits and"
+                " hyphens); the runtime loads it, other tools may not",
+                key_lines.get("name"),
+            )
+        )
+    warnings += claude_code.document_warnings(frontmatter, key_lines)
     return AgentDocument(
         content=text,
         frontmatter=frontmatter,
@@ -335,7 +387,7 @@ def _parse(raw: bytes | str, limit: int) -> AgentDocument:
         tools=tools,
         model=frontmatter.get("model"),
         color=frontmatter.get("color"),
-        warnings=warnings,
+        notes=warnings,
         key_lines=key_lines,
     )
 

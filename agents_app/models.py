@@ -45,7 +45,11 @@ class AgentCurrent(models.Model):
     model = models.CharField(max_length=200, blank=True)
     tools = models.JSONField(null=True, help_text="Declared tool names; null when every tool is granted.")
     labels = models.JSONField(default=dict, help_text="label -> revision")
-    warnings = models.JSONField(default=list)
+    warnings = models.JSONField(
+        default=list, help_text="Document warnings: [{code, message, line?, suggestion?}]."
+    )
+    dialect = models.CharField(max_length=32, default="claude-code")
+    permissions = models.JSONField(default=dict, help_text="Effective permissions (API.md, Permissions).")
     created_by = models.CharField(max_length=200)
     created_at = models.DateTimeField()
     updated_by = models.CharField(max_length=200)
@@ -96,7 +100,11 @@ class AgentRevision(models.Model):
     description = models.TextField()
     model = models.CharField(max_length=200, blank=True)
     tools = models.JSONField(null=True)
-    warnings = models.JSONField(default=list)
+    warnings = models.JSONField(
+        default=list, help_text="Document warnings: [{code, message, line?, suggestion?}]."
+    )
+    dialect = models.CharField(max_length=32, default="claude-code")
+    permissions = models.JSONField(default=dict, help_text="Effective permissions (API.md, Permissions).")
     actor = models.CharField(max_length=200)
     reason = models.TextField(blank=True)
     source = models.CharField(max_length=100)

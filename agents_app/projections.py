@@ -13,6 +13,7 @@ from django.db import connection
 
 from agents_app import event_types as types
 from agents_app.blame import revision_origins
+from agents_app.dialects import DEFAULT_DIALECT, effective_permissions
 from agents_app.document import body_lines, parse_agent_document
 from agents_app.exceptions import DocumentInvalid
 from agents_app.line_matching import line_opcodes, opcode_changes
@@ -36,7 +37,9 @@ def parsed_fields(content: str) -> dict[str, Any]:
             "description": "",
             "model": "",
             "tools": None,
-            "warnings": [f"no longer valid: {exc}"],
+            "warnings": [{"code": "no_longer_valid", "message": f"no longer valid: {exc}"}],
+            "dialect": DEFAULT_DIALECT,
+            "permissions": {},
             "sha256": "",
             "name": None,
         }
@@ -46,7 +49,10 @@ def parsed_fields(content: str) -> dict[str, Any]:
         "description": document.description,
         "model": document.model or "",
         "tools": document.tools,
-        "warnings": document.warnings,
+        "warnings": document.notes,
+        # Computed once, when the revision is applied: `?can=` and the agent JSON read it.
+        "dialect": DEFAULT_DIALECT,
+        "permissions": effective_permissions(document.frontmatter),
         "sha256": document.sha256,
         "name": document.name,
     }
@@ -82,6 +88,8 @@ _REVISION_FIELDS = [
         "model",
         "tools",
         "warnings",
+        "dialect",
+        "permissions",
         "updated_by",
         "updated_at",
         "position",

@@ -264,10 +264,12 @@ def agent_list(
     q: str = "",
     model: str = "",
     tool: str = "",
+    can: str = "",
     label: str = "",
     after: ListCursor | None = None,
 ) -> QuerySet[AgentCurrent]:
-    """The current view filtered: `status` is active, archived or all; `tool` matches declared tools.
+    """The current view filtered: `status` is active, archived or all; `tool` matches declared tools,
+    `can` effectively granted ones.
 
     Rows carry only LIST_COLUMNS, by (name, agent_id), after the `after` cursor."""
     rows = agents_current()
@@ -275,7 +277,7 @@ def agent_list(
         rows = rows.filter(status=status)
     if label:
         rows = rows.filter(labels__has_key=label)
-    rows = _after(_filtered(rows, q=q, model=model, tool=tool), after)
+    rows = _after(_filtered(rows, q=q, model=model, tool=tool, can=can), after)
     return rows.only(*LIST_COLUMNS).order_by("name", "agent_id")
 
 
@@ -297,7 +299,9 @@ class RegistryAt:
         return self.rows.exclude(agent_id__in=self.archived)
 
 
-def registry_at(*, at: dt.datetime, q: str = "", model: str = "", tool: str = "") -> RegistryAt:
+def registry_at(
+    *, at: dt.datetime, q: str = "", model: str = "", tool: str = "", can: str = ""
+) -> RegistryAt:
     """The registry as it was at `at`: each agent's revision current then, and which were archived."""
     # Revisions and archive state both by AS_OF_ORDER: by business time, then stream order.
     revisions = agent_revisions().filter(occurred_at__lte=at)
@@ -309,17 +313,25 @@ def registry_at(*, at: dt.datetime, q: str = "", model: str = "", tool: str = ""
         if event_type == agent_event_types.ARCHIVED
     )
     return RegistryAt(
-        at=at, rows=_filtered(rows, q=q, model=model, tool=tool).order_by("name", "id"), archived=archived
+        at=at,
+        rows=_filtered(rows, q=q, model=model, tool=tool, can=can).order_by("name", "id"),
+        archived=archived,
     )
 
 
 def agent_list_at(
-    *, at: dt.datetime, q: str = "", model: str = "", tool: str = "", after: ListCursor | None = None
+    *,
+    at: dt.datetime,
+    q: str = "",
+    model: str = "",
+    tool: str = "",
+    can: str = "",
+    after: ListCursor | None = None,
 ) -> QuerySet[AgentRevision]:
     """The agents that were active at an instant, each at the revision current then (REST `?at=`).
 
     Rows carry only LIST_AT_COLUMNS, by (name, agent_id), after the `after` cursor."""
-    rows = _after(registry_at(at=at, q=q, model=model, tool=tool).active(), after)
+    rows = _after(registry_at(at=at, q=q, model=model, tool=tool, can=can).active(), after)
     return rows.only(*LIST_AT_COLUMNS).order_by("name", "agent_id")
 
 
@@ -340,7 +352,12 @@ def _last_status_events(at: dt.datetime) -> list[tuple[uuid.UUID, str]]:
     return [(stream_id, event_type) for stream_id, (_, _, event_type) in newest.items()]
 
 
-def _filtered(rows: QuerySet, *, q: str, model: str, tool: str) -> QuerySet:
+def agents_that_can(rows: QuerySet, *, tool: str) -> QuerySet:
+    """The rows (of either view) whose effective permissions grant `tool` (REST `?can=`, admin filter)."""
+    return _filtered(rows, q="", model="", tool="", can=tool)
+
+
+def _filtered(rows: QuerySet, *, q: str, model: str, tool: str, can: str = "") -> QuerySet:
     if q:
         rows = rows.filter(Q(name__icontains=q) | Q(description__icontains=q))
     if model:
@@ -349,6 +366,14 @@ def _filtered(rows: QuerySet, *, q: str, model: str, tool: str) -> QuerySet:
         # tools is a JSON list; its text form contains the JSON-quoted name on SQLite and PostgreSQL
         # alike (jsonb `?` / `contains` are PostgreSQL-only).
         rows = rows.filter(tools__icontains=json.dumps(tool))
+    if can:
+        # Effective, not declared (API.md "Permissions"): no tools key grants every tool, and
+        # disallowedTools removes. Both are in `permissions`, computed when the revision was
+        # applied. A row whose document is no longer valid has no permissions and never matches.
+        quoted = json.dumps(can)
+        rows = rows.filter(Q(permissions__tools="all") | Q(permissions__tools__icontains=quoted)).exclude(
+            permissions__denied__icontains=quoted
+        )
     return rows
 
 
@@ -437,3 +462,81 @@ def changes_since(*, agent_id: uuid.UUID, version: int, revision: int, limit: in
 def label_history(*, agent_id: uuid.UUID) -> list[StoredEvent]:
     """Every label move of one agent, oldest first (the history lives in the events)."""
     return stream_of_types(stream_id=agent_id, types=frozenset({agent_event_types.LABEL_MOVED}))
+
+
+# At most this many revisions are classified per report: the newest in the range.
+REPORT_MAX_REVISIONS = 500
+
+
+def permissions_report(*, since: dt.datetime | None, until: dt.datetime | None) -> dict[str, Any]:
+    """The registry-wide security view (GET /permissions/report/, API.md "Permissions").
+
+    Who can use each tool, mode and MCP server (active agents, from the stored effective
+    permissions); agents whose documents carry warnings; revisions in [since, until] whose
+    change widened permissions, with who and why. Each previous revision's frontmatter comes
+    in the same statement (a subquery), and at most REPORT_MAX_REVISIONS are classified.
+    """
+    from agents_app.dialects import permission_changes
+
+    tools: dict[str, list[str]] = {}
+    every_tool: list[dict[str, Any]] = []
+    modes: dict[str, list[str]] = {}
+    servers: dict[str, list[str]] = {}
+    warned: list[dict[str, Any]] = []
+    rows = agents_current().filter(status=AgentCurrent.Status.ACTIVE).order_by("name", "agent_id")
+    for name, permissions, warnings in rows.values_list("name", "permissions", "warnings").iterator(2000):
+        if permissions:
+            if permissions.get("tools") == "all":
+                every_tool.append({"agent": name, "denied": permissions.get("denied", [])})
+            else:
+                for tool in permissions.get("tools", []):
+                    tools.setdefault(tool, []).append(name)
+            modes.setdefault(permissions.get("mode", "default"), []).append(name)
+            for server in permissions.get("mcp_servers", []):
+                servers.setdefault(server, []).append(name)
+        if warnings:
+            warned.append({"agent": name, "warnings": warnings})
+    revisions = agent_revisions().filter(revision__gt=1)
+    if since is not None:
+        revisions = revisions.filter(recorded_at__gte=since)
+    if until is not None:
+        revisions = revisions.filter(recorded_at__lte=until)
+    previous = agent_revisions().filter(agent_id=OuterRef("agent_id"), revision=OuterRef("revision") - 1)
+    revisions = revisions.annotate(previous=Subquery(previous.values("frontmatter")[:1])).order_by(
+        "-recorded_at", "-id"
+    )
+    page = list(
+        revisions.values(
+            "name", "revision", "actor", "reason", "recorded_at", "frontmatter", "dialect", "previous"
+        )[: REPORT_MAX_REVISIONS + 1]
+    )
+    widened = []
+    for row in page[:REPORT_MAX_REVISIONS]:
+        before = row["previous"]
+        if isinstance(before, str):  # a subquery's JSON comes back as text on some backends
+            before = json.loads(before)
+        changes = [
+            change.as_json()
+            for change in permission_changes(before or {}, row["frontmatter"], dialect=row["dialect"])
+            if change.kind == "widened"
+        ]
+        if changes:
+            widened.append(
+                {
+                    "agent": row["name"],
+                    "revision": row["revision"],
+                    "actor": row["actor"],
+                    "reason": row["reason"],
+                    "recorded_at": row["recorded_at"],
+                    "changes": changes,
+                }
+            )
+    return {
+        "tools": dict(sorted(tools.items())),
+        "every_tool": every_tool,
+        "modes": dict(sorted(modes.items())),
+        "mcp_servers": dict(sorted(servers.items())),
+        "warnings": warned,
+        "widened": widened,
+        "truncated": len(page) > REPORT_MAX_REVISIONS,
+    }

@@ -52,11 +52,20 @@ class AgentOutputSerializer(serializers.Serializer):
         child=serializers.CharField(), allow_null=True, help_text="Declared tools; null: every tool."
     )
     labels = serializers.DictField(child=serializers.IntegerField(), help_text="label -> revision")
-    warnings = serializers.ListField(child=serializers.CharField())
+    warnings = serializers.ListField(
+        child=serializers.DictField(), help_text="Document warnings: [{code, message, line?, suggestion?}]"
+    )
+    dialect = serializers.CharField(help_text="claude-code or copilot")
+    permissions = serializers.DictField(help_text="Effective permissions (API.md, Permissions)")
     created_by = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_by = serializers.CharField()
     updated_at = serializers.DateTimeField()
+
+
+def document_warnings(stored: list[Any]) -> list[dict[str, Any]]:
+    """Warnings as API.md shows them; rows written before migration 0009 may hold plain text."""
+    return [item if isinstance(item, dict) else {"code": "warning", "message": str(item)} for item in stored]
 
 
 def agent_payload(agent: AgentCurrent, shown: AgentRevision | None = None) -> dict[str, Any]:
@@ -77,7 +86,9 @@ def agent_payload(agent: AgentCurrent, shown: AgentRevision | None = None) -> di
         "model": source.model,
         "tools": source.tools,
         "labels": agent.labels,
-        "warnings": source.warnings,
+        "warnings": document_warnings(source.warnings),
+        "dialect": source.dialect,
+        "permissions": source.permissions,
         "created_by": agent.created_by,
         "created_at": agent.created_at,
         "updated_by": agent.updated_by,
@@ -155,7 +166,12 @@ class RevisionDetailSerializer(RevisionSummarySerializer):
     description = serializers.CharField(allow_blank=True)
     model = serializers.CharField(allow_blank=True)
     tools = serializers.ListField(child=serializers.CharField(), allow_null=True)
-    warnings = serializers.ListField(child=serializers.CharField())
+    warnings = serializers.SerializerMethodField()
+    dialect = serializers.CharField()
+    permissions = serializers.DictField()
+
+    def get_warnings(self, row) -> list[dict[str, Any]]:
+        return document_warnings(row.warnings)
 
 
 class DiffSideSerializer(serializers.Serializer):
@@ -176,6 +192,7 @@ class DiffOutputSerializer(serializers.Serializer):
     tools = serializers.DictField(help_text="added, removed, from_all, to_all")
     body = serializers.DictField(help_text="additions, deletions, unified")
     warnings = serializers.ListField(child=serializers.DictField())
+    permissions = serializers.DictField(help_text="from, to, widened, changes (API.md, Diff)")
 
     def get_fields(self):
         fields = super().get_fields()
@@ -215,3 +232,17 @@ class ProblemSerializer(serializers.Serializer):
     status = serializers.IntegerField()
     detail = serializers.CharField()
     errors = serializers.ListField(child=serializers.DictField(), required=False)  # type: ignore[assignment]
+
+
+class PermissionsReportSerializer(serializers.Serializer):
+    """GET /permissions/report/."""
+
+    tools = serializers.DictField(help_text="tool -> agents that declare it (and are not denied it)")
+    every_tool = serializers.ListField(child=serializers.DictField(), help_text="[{agent, denied}]")
+    modes = serializers.DictField(help_text="permission mode -> agents")
+    mcp_servers = serializers.DictField(help_text="MCP server -> agents")
+    warnings = serializers.ListField(child=serializers.DictField(), help_text="[{agent, warnings}]")
+    widened = serializers.ListField(
+        child=serializers.DictField(), help_text="[{agent, revision, actor, reason, recorded_at, changes}]"
+    )
+    truncated = serializers.BooleanField(help_text="More revisions in the range than were classified")

@@ -20,6 +20,7 @@ urlpatterns = [
     path("agents/<str:name>/labels/", views.AgentLabelsApi.as_view(), name="labels"),
     path("agents/<str:name>/labels/<str:label>/", views.AgentLabelApi.as_view(), name="label"),
     path("diff/", views.CrossDiffApi.as_view(), name="diff"),
+    path("permissions/report/", views.PermissionsReportApi.as_view(), name="permissions-report"),
     path("events/", views.EventListApi.as_view(), name="events"),
     path("events/<int:position>/", views.EventApi.as_view(), name="event"),
     path("projections/", views.ProjectionListApi.as_view(), name="projections"),

@@ -193,7 +193,16 @@ def test_revision_diff_has_exactly_the_shape_of_the_api_contract():
 
     diff = revision_diff(old=old, new=new)
 
-    assert list(diff) == ["from", "to", "identical", "frontmatter", "tools", "body", "warnings"]
+    assert list(diff) == [
+        "from",
+        "to",
+        "identical",
+        "frontmatter",
+        "tools",
+        "body",
+        "warnings",
+        "permissions",
+    ]
     assert diff["from"] == {
         "agent": "reviewer",
         "revision": 1,
@@ -215,6 +224,10 @@ def test_revision_diff_has_exactly_the_shape_of_the_api_contract():
         "unified": "@@ -1 +1,2 @@\n Review carefully.\n+Then stop.\n",
     }
     assert diff["warnings"] == [{"code": "model_changed", "detail": "sonnet -> opus"}]
+    assert diff["permissions"]["widened"] is False
+    assert diff["permissions"]["changes"] == [
+        {"field": "model", "kind": "changed", "severity": "medium", "detail": "model changed: sonnet -> opus"}
+    ]
     assert json.loads(json.dumps(diff)) == diff
 
 

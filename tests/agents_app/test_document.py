@@ -276,7 +276,7 @@ def test_a_key_given_twice_counts_once_with_a_warning_naming_both_lines():
 # Invalid documents: what and where
 # ---------------------------------------------------------------------------------------
 
-NAME_RULE = "must be lowercase letters, digits and hyphens"
+NAME_RULE = "must be lowercase letters, digits, '.', '_' or '-'"
 VALID_HEAD = b"---\nname: reviewer\ndescription: Reviews code\n"
 
 # id -> (raw, field, message substring, line); every one of them is refused with that one problem.
@@ -313,7 +313,10 @@ INVALID_DOCUMENTS = {
         2,
     ),
     "name-leading-hyphen": (b"---\nname: -reviewer\ndescription: Reviews code\n---\n", "name", NAME_RULE, 2),
-    "name-underscore": (b"---\nname: code_reviewer\ndescription: Reviews code\n---\n", "name", NAME_RULE, 2),
+    # Dots and underscores are allowed (ARCHITECTURE.md), but not two dots in a row nor a slash.
+    "name-two-dots": (b"---\nname: a..b\ndescription: Reviews code\n---\n", "name", NAME_RULE, 2),
+    "name-with-slash": (b"---\nname: a/b\ndescription: Reviews code\n---\n", "name", NAME_RULE, 2),
+    "name-leading-dot": (b"---\nname: .hidden\ndescription: Reviews code\n---\n", "name", NAME_RULE, 2),
     "name-an-integer": (b"---\nname: 123\ndescription: Reviews code\n---\n", "name", "got 123", 2),
     "name-a-boolean": (b"---\nname: true\ndescription: Reviews code\n---\n", "name", "got True", 2),
     "name-a-list": (
@@ -421,8 +424,8 @@ def test_every_problem_of_a_document_is_listed_at_once():
     assert problems_of(raw) == [
         (
             "name",
-            "must be lowercase letters, digits and hyphens, starting with a letter or digit, at most 64"
-            " characters; got 'Bad Name'",
+            "must be lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, with"
+            " no '..', at most 64 characters; got 'Bad Name'",
             2,
         ),
         ("description", "is required", 1),

@@ -115,6 +115,7 @@ API_MATRIX = [
         body=REASON),
     row("GET",    "/api/v1/agents/reviewer/labels/staging/",       401, 405, 405, 405, 405, 405, 405),
     row("GET",    "/api/v1/diff/?left=reviewer@1&right=reviewer@2", 401, 200, 200, 200, 200, 403, 200),
+    row("GET",    "/api/v1/permissions/report/",                   401, 200, 200, 200, 200, 403, 200),
     row("GET",    "/api/v1/events/",                               401, 403, 403, 403, 200, 403, 200),
     row("POST",   "/api/v1/events/",                               401, 405, 405, 405, 405, 405, 405),
     row("GET",    "/api/v1/events/{event}/",                       401, 403, 403, 403, 200, 403, 200),

@@ -9,6 +9,7 @@ from agents_app.api.views.base import ApiView, PreconditionFailed
 from agents_app.api.views.diff import AgentBlameApi, AgentDiffApi, CrossDiffApi
 from agents_app.api.views.labels import AgentLabelApi, AgentLabelsApi
 from agents_app.api.views.operations import HealthApi, ProjectionListApi, ProjectionRebuildApi, ReadyApi
+from agents_app.api.views.permissions import PermissionsReportApi
 from agents_app.api.views.revisions import RevisionApi, RevisionListApi
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "EventApi",
     "EventListApi",
     "HealthApi",
+    "PermissionsReportApi",
     "PreconditionFailed",
     "ProjectionListApi",
     "ProjectionRebuildApi",

@@ -52,6 +52,12 @@ class AgentsApi(ApiView):
             OpenApiParameter("q", str, description="Text in the name or description"),
             OpenApiParameter("model", str),
             OpenApiParameter("tool", str, description="Agents that declare this tool"),
+            OpenApiParameter(
+                "can",
+                str,
+                description="Agents effectively granted this tool (no tools key grants every tool;"
+                " disallowedTools removes)",
+            ),
             OpenApiParameter("status", str, enum=["active", "archived", "all"]),
             OpenApiParameter("label", str),
             OpenApiParameter("at", OpenApiTypes.DATETIME, description="The registry as it was then"),
@@ -64,22 +70,29 @@ class AgentsApi(ApiView):
         params = request.query_params
         limit = self.query_int("limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
         at = self.query_time("at")
-        for name in ("q", "model", "tool", "label", "after"):
+        for name in ("q", "model", "tool", "can", "label", "after"):
             if len(params.get(name, "")) > 200:
                 raise InvalidParameter(name, "is longer than 200 characters")
         q, model, tool = params.get("q", ""), params.get("model", ""), params.get("tool", "")
+        can = params.get("can", "")
         after = page_token_parse(params.get("after", ""))
         rows: QuerySet[AgentRevision] | QuerySet[AgentCurrent]
         serializer: type[serializers.Serializer]
         if at is not None:
             if params.get("label") or params.get("status"):
                 raise InvalidParameter("at", "cannot be combined with label or status")
-            rows = agent_list_at(at=at, q=q, model=model, tool=tool, after=after)
+            rows = agent_list_at(at=at, q=q, model=model, tool=tool, can=can, after=after)
             serializer = out.AgentAtSerializer
         else:
             status = self.query_choice("status", ("active", "archived", "all"), "active")
             rows = agent_list(
-                status=status, label=params.get("label", ""), q=q, model=model, tool=tool, after=after
+                status=status,
+                label=params.get("label", ""),
+                q=q,
+                model=model,
+                tool=tool,
+                can=can,
+                after=after,
             )
             serializer = out.AgentSummarySerializer
         page = list(rows[: limit + 1])

@@ -117,7 +117,7 @@ def test_the_default_diff_is_the_latest_revision_against_the_one_before_in_the_c
     assert response.status_code == 200, response.content
     assert response["Content-Type"] == "application/json"
     body = response.json()
-    assert set(body) == {"from", "to", "identical", "frontmatter", "tools", "body", "warnings"}
+    assert set(body) == {"from", "to", "identical", "frontmatter", "tools", "body", "warnings", "permissions"}
     assert set(body["from"]) == SIDE_KEYS and set(body["to"]) == SIDE_KEYS
     for side, row in ((body["from"], revisions[0]), (body["to"], revisions[1])):
         assert side["agent"] == "reviewer" and side["actor"] == "editor"

@@ -25,6 +25,7 @@ OPERATIONS = {
     "/api/v1/agents/{name}/labels/": {"get"},
     "/api/v1/agents/{name}/labels/{label}/": {"put", "delete"},
     "/api/v1/diff/": {"get"},
+    "/api/v1/permissions/report/": {"get"},
     "/api/v1/events/": {"get"},
     "/api/v1/events/{position}/": {"get"},
     "/api/v1/projections/": {"get"},
