@@ -9,7 +9,6 @@ one after the other; the second reads the request as applied and gets PromotionF
 """
 
 import dataclasses
-import hashlib
 import uuid
 from typing import Any
 
@@ -94,30 +93,26 @@ def _policy(label: str) -> LabelPolicy | None:
 
 
 # -- the permission section ----------------------------------------------------------------------
-def promotion_permissions(old: DiffSide, new: DiffSide) -> dict[str, Any]:
-    """The permission section of a request: what the change grants that the old revision did not.
+def promotion_permissions(old: DiffSide | None, new: DiffSide) -> dict[str, Any]:
+    """The permission section of a request (API.md: the diff's `permissions` section from the
+    label's current revision to the proposed one): `{from, to, widened, changes}`.
 
-    The one place to plug effective permissions in when they exist: today it is revision_diff's
-    `warnings` (each a widening: a tool added, a mode loosened, hooks, MCP servers, model) and
-    its `tools`; `widened` is whether there is any warning.
+    A label that pointed nowhere (`old` None) grants nothing yet: whatever the revision may do
+    is new, so the request counts as widening and needs `approvals_when_widened`.
     """
-    diff = revision_diff(old=old, new=new)
-    return {"widened": bool(diff["warnings"]), "warnings": diff["warnings"], "tools": diff["tools"]}
+    if old is None:
+        section = revision_diff(old=new, new=new)["permissions"]
+        change = {
+            "field": "label",
+            "kind": "widened",
+            "severity": "high",
+            "detail": "the label pointed at no revision: everything this revision may do is new",
+        }
+        return {**section, "from": None, "widened": True, "changes": [change]}
+    return revision_diff(old=old, new=new)["permissions"]
 
 
-def _side(state, revision: int | None) -> DiffSide:
-    if revision is None:  # the label pointed nowhere: compare with an agent that may do nothing
-        return DiffSide(
-            agent=state.name,
-            revision=0,
-            content="",
-            sha256=hashlib.sha256(b"").hexdigest(),
-            actor="",
-            recorded_at=timezone.now(),
-            frontmatter={},
-            body="",
-            tools=[],
-        )
+def _side(state, revision: int) -> DiffSide:
     event = _revision_event(state, revision)
     document = parse_agent_document(event.data["content"])
     return DiffSide(
@@ -195,7 +190,9 @@ def promotion_request(
                 f"request {pending.pk} for label {label!r} of {state.name!r} is still pending: "
                 "it must be applied, rejected or withdrawn first"
             )
-        section = promotion_permissions(_side(state, current), _side(state, revision))
+        # A label that pointed nowhere has nothing to compare with (promotion_permissions).
+        old = None if current is None else _side(state, current)
+        section = promotion_permissions(old, _side(state, revision))
         row = PromotionRequest(
             agent_id=agent_id,
             agent_name=state.name,

@@ -156,7 +156,7 @@ def test_moving_a_protected_label_answers_202_with_a_request_and_moves_nothing(a
         1,
         [],
     )
-    assert set(body["permissions"]) == {"widened", "warnings", "tools"}
+    assert set(body["permissions"]) == {"from", "to", "widened", "changes"}
     assert AgentCurrent.objects.get(name="reviewer").labels == {}
     assert not events("agent.label_moved")
     [event] = events("agent.promotion_requested")
@@ -313,7 +313,13 @@ def test_a_widening_change_needs_approvals_when_widened(api, users, publishers, 
 
     body = request_promotion(api, users["publisher"], revision=3).json()
     assert body["widened"] is True and body["required_approvals"] == 3
-    assert {"code": "tool_added", "detail": "Bash"} in body["permissions"]["warnings"]
+    [change] = body["permissions"]["changes"]
+    assert (change["field"], change["kind"], change["severity"], change["added"]) == (
+        "tools",
+        "widened",
+        "high",
+        ["Bash"],
+    )
     for name in ("alice", "bob"):
         api.as_user(publishers[name]).post(f"{PROMOTIONS}{body['id']}/approve/", {"comment": "ok"})
     assert AgentCurrent.objects.get(name="reviewer").labels == {"production": 2}
