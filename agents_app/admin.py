@@ -30,7 +30,15 @@ from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, In
 from agents_app.labels import label_error
 from agents_app.models import AgentCurrent, ApiToken, WebhookDelivery, WebhookSubscription
 from agents_app.permissions import ARCHIVE, CHANGE, MANAGE_TOKENS, PUBLISH, VIEW
-from agents_app.selectors import agents_current, changes_since, label_moves_page, revision_get, revision_list
+from agents_app.selectors import (
+    agents_current,
+    agents_current_dated,
+    changes_since,
+    label_moves_page,
+    revision_get,
+    revision_list,
+    revision_provenance,
+)
 from agents_app.tokens import MAX_DAYS, MIN_DAYS, api_token_create, api_token_revoke, api_token_state
 from agents_app.webhooks.selectors import webhook_deliveries
 from agents_app.webhooks.services import (
@@ -41,6 +49,7 @@ from agents_app.webhooks.services import (
     webhook_validate,
 )
 from events.exceptions import ConcurrencyConflict
+from events.timefmt import readable
 
 admin.site.site_header = "agent-registry"
 admin.site.site_title = "agent-registry"
@@ -233,7 +242,7 @@ class AgentAdmin(admin.ModelAdmin):
         "status",
         "label_list",
         "updated_by",
-        "updated_at",
+        "when",
     ]
     list_filter = [StatusFilter, ModelFilter, ToolFilter, LabelFilter]
     search_fields = ["name", "description"]
@@ -263,7 +272,7 @@ class AgentAdmin(admin.ModelAdmin):
 
     # -- the list --------------------------------------------------------------------------------
     def get_queryset(self, request):
-        return agents_current()
+        return agents_current_dated()
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {"title": "Agents", **(extra_context or {})})
@@ -274,6 +283,12 @@ class AgentAdmin(admin.ModelAdmin):
     @admin.display(description="tools")
     def tool_list(self, agent: AgentCurrent) -> str:
         return "all" if agent.tools is None else ", ".join(agent.tools)
+
+    @admin.display(description="revised (recorded)", ordering="revised_at")
+    def when(self, agent: AgentCurrent) -> str:
+        """When the current revision was made (a git import: when its commit landed) and, beside
+        it, when this registry stored it, if that differs."""
+        return _when_pair(getattr(agent, "revised_at", None), getattr(agent, "revised_recorded_at", None))
 
     @admin.display(description="labels")
     def label_list(self, agent: AgentCurrent) -> str:
@@ -308,7 +323,7 @@ class AgentAdmin(admin.ModelAdmin):
             agent_uuid = agent_id if isinstance(agent_id, uuid.UUID) else uuid.UUID(str(agent_id))
         except ValueError:
             raise Http404("no such agent") from None
-        agent = agents_current().filter(agent_id=agent_uuid).first()
+        agent = agents_current_dated().filter(agent_id=agent_uuid).first()
         if agent is None:
             raise Http404("no such agent")
         return agent
@@ -417,6 +432,7 @@ class AgentAdmin(admin.ModelAdmin):
     def history_view(self, request, object_id, extra_context=None):
         agent = self._agent(request, object_id)
         revisions = list(revision_list(agent_id=agent.agent_id).order_by("-revision").defer("content")[:500])
+        _attach_git(agent.agent_id, revisions)
         newest = revisions[0].revision if revisions else 1
         return TemplateResponse(
             request,
@@ -447,6 +463,7 @@ class AgentAdmin(admin.ModelAdmin):
                 reverse("admin:agents_app_agentcurrent_history", args=[agent.agent_id])
             )
         old_side, new_side = DiffSide.from_revision(old), DiffSide.from_revision(new)
+        _attach_git(agent.agent_id, [old, new])
         return TemplateResponse(
             request,
             "admin/agents_app/agentcurrent/compare.html",
@@ -623,6 +640,25 @@ def _reopened(form_class: type[OpenedForm], request, agent: AgentCurrent) -> Ope
     form = form_class(data)
     form.is_valid()
     return form
+
+
+def _when_pair(occurred, recorded) -> str:
+    """ "occurred" and, when it differs from it by a second or more, "(recorded ...)"."""
+    if occurred is None:
+        return readable(recorded)
+    if recorded is None or abs((recorded - occurred).total_seconds()) < 1:
+        return readable(occurred)
+    return format_html(
+        '{} <small class="agent-recorded">(recorded {})</small>', readable(occurred), readable(recorded)
+    )
+
+
+def _attach_git(agent_id: uuid.UUID, revisions: list) -> None:
+    """Give each revision row `git`: its git provenance (commit, authors...) or None, in one query."""
+    provenance = revision_provenance(agent_id=agent_id, versions=[row.stream_version for row in revisions])
+    for row in revisions:
+        found = provenance.get(row.stream_version)
+        row.git = found["git"] if found else None
 
 
 def _with_reason(context: services.ChangeContext, reason: str) -> services.ChangeContext:

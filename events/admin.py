@@ -6,6 +6,7 @@ get add, change or delete, and the database would refuse UPDATE and DELETE anywa
 the table, no DISTINCT over a column without an index, no facet counts.
 """
 
+import datetime as dt
 import json
 import uuid
 from functools import cached_property
@@ -32,6 +33,7 @@ from events.projections import UnknownProjection, projection_get
 from events.runner import projection_status_list
 from events.selectors import head_position
 from events.tasks import events_verify_task, projection_rebuild_task
+from events.timefmt import readable
 from events.verification import log_verification_latest
 from project.celery import TaskNotQueued, enqueue
 
@@ -270,7 +272,8 @@ class EventAdmin(admin.ModelAdmin):
                     "stream_version",
                     "type",
                     "schema_version",
-                    "recorded_at",
+                    "recorded",
+                    "occurred",
                     "actor",
                     "source",
                     "reason_text",
@@ -348,6 +351,22 @@ class EventAdmin(admin.ModelAdmin):
         return Truncator(str(event.metadata.get("reason", ""))).chars(60)
 
     # --- detail -------------------------------------------------------------------------
+
+    @admin.display(description="recorded at")
+    def recorded(self, event: Event) -> str:
+        return readable(event.recorded_at)
+
+    @admin.display(description="occurred at")
+    def occurred(self, event: Event) -> str:
+        """The change's business time (metadata occurred_at: a git commit's landing), which
+        time travel reads; an auditor compares it with when the log stored the event."""
+        occurred = event.metadata.get("occurred_at")
+        if not isinstance(occurred, str):
+            return "as recorded (the change was made when it was stored)"
+        try:
+            return readable(dt.datetime.fromisoformat(occurred))
+        except ValueError:
+            return occurred
 
     @admin.display(description="stream")
     def stream_link(self, event: Event) -> SafeString:

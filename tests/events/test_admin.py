@@ -552,3 +552,22 @@ def test_the_status_page_shows_the_event_a_projection_failed_on_and_why(users, l
     body = response.content.decode()
     assert body.count("stopped: cannot apply the event at position") == 1
     assert "ValueError: cannot parse the frontmatter" in body
+
+
+def test_the_detail_page_shows_when_the_change_occurred_beside_when_it_was_recorded(as_superuser):
+    import datetime as dt
+
+    made = agent_create(
+        content=agent_text("dated"),
+        context=ChangeContext(
+            actor="git:Ann <ann@example.com>",
+            source="git",
+            occurred_at=dt.datetime(2024, 1, 5, 10, 0, 7, tzinfo=dt.UTC),
+        ),
+    )
+    event = Event.objects.get(stream_id=made.agent_id)
+
+    page = as_superuser.get(change_url(event)).content.decode()
+
+    assert "2024-01-05 10:00:07 UTC" in page
+    assert f"{event.recorded_at:%Y-%m-%d %H:%M:%S} UTC" in page
