@@ -5,6 +5,7 @@ The agent pages sit over the `agents.current` view but never write it: every sav
 service, which appends events, and the projections update the view.
 """
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from django.utils.html import format_html
 from agents_app import event_types as agent_event_types
 from agents_app import services
 from agents_app.diff import DiffSide, html_diff, revision_diff
-from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand
+from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand, InvalidReference
 from agents_app.labels import label_error
 from agents_app.models import AgentCurrent, ApiToken, WebhookDelivery, WebhookSubscription
 from agents_app.permissions import ARCHIVE, CHANGE, MANAGE_TOKENS, PUBLISH, VIEW
@@ -35,6 +36,10 @@ from agents_app.selectors import (
     agents_current_dated,
     changes_since,
     label_moves_page,
+    parse_instant,
+    registry_at,
+    revision_at,
+    revision_blame,
     revision_get,
     revision_list,
     revision_provenance,
@@ -56,6 +61,8 @@ admin.site.site_title = "agent-registry"
 admin.site.index_title = "Agents, their history and the event log"
 
 EDITOR_ROWS = 30
+# Agents per page of the "registry as of" list (read from the revisions view, by name).
+AS_OF_PAGE = 50
 # Changes listed on the conflict page; the rest are counted.
 CONFLICT_CHANGES = 20
 
@@ -275,7 +282,43 @@ class AgentAdmin(admin.ModelAdmin):
         return agents_current_dated()
 
     def changelist_view(self, request, extra_context=None):
+        if "at" in request.GET:
+            return self.registry_at_view(request)
         return super().changelist_view(request, {"title": "Agents", **(extra_context or {})})
+
+    def registry_at_view(self, request):
+        """`?at=<date-time>`: every agent as it was then (selectors.registry_at), a page at a time."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            at = _instant(request.GET["at"])
+        except ValueError as exc:
+            messages.error(request, f"“{request.GET['at']}” {exc}.")
+            return HttpResponseRedirect(reverse("admin:agents_app_agentcurrent_changelist"))
+        try:
+            page = max(int(request.GET.get("page", 1)), 1)
+        except ValueError:
+            page = 1
+        state = registry_at(at=at)
+        start = (page - 1) * AS_OF_PAGE
+        # One row more than shown says whether there is a next page, without counting them all.
+        shown = state.rows.defer("content", "line_origins", "key_origins")
+        rows = list(shown[start : start + AS_OF_PAGE + 1])
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/registry_at.html",
+            self._context(
+                request,
+                None,
+                f"The registry as of {readable(at)}",
+                at=at,
+                at_param=request.GET["at"],
+                picker_value=f"{at:%Y-%m-%dT%H:%M:%S}",
+                rows=[(row, row.agent_id in state.archived) for row in rows[:AS_OF_PAGE]],
+                page=page,
+                has_next=len(rows) > AS_OF_PAGE,
+            ),
+        )
 
     def get_changelist(self, request, **kwargs):
         return AgentChangeList
@@ -300,6 +343,7 @@ class AgentAdmin(admin.ModelAdmin):
         name = "agents_app_agentcurrent"
         return [
             path("<uuid:agent_id>/compare/", view(self.compare_view), name=f"{name}_compare"),
+            path("<uuid:agent_id>/blame/", view(self.blame_view), name=f"{name}_blame"),
             path(
                 "<uuid:agent_id>/revisions/<int:revision>/raw/",
                 view(self.raw_view),
@@ -374,6 +418,8 @@ class AgentAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         agent = self._agent(request, object_id)
+        if request.method == "GET" and "at" in request.GET:
+            return self._as_of_view(request, agent)
         can_change = self.has_change_permission(request) and agent.status == "active"
         conflict = None
         if request.method == "POST":
@@ -475,6 +521,66 @@ class AgentAdmin(admin.ModelAdmin):
                 new=new,
                 diff_html=html_diff(old=old_side, new=new_side),
                 summary=revision_diff(old=old_side, new=new_side),
+            ),
+        )
+
+    def _as_of_view(self, request, agent: AgentCurrent):
+        """The agent page at `?at=`: the revision that was current then (selectors.revision_at)."""
+        now = reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id])
+        try:
+            at = _instant(request.GET["at"])
+            row = revision_at(agent_id=agent.agent_id, at=at)
+        except ValueError as exc:
+            messages.error(request, f"“{request.GET['at']}” {exc}.")
+            return HttpResponseRedirect(now)
+        except AgentNotFound:
+            messages.error(request, f"{agent.name} did not exist yet at {readable(at)}.")
+            return HttpResponseRedirect(now)
+        _attach_git(agent.agent_id, [row])
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/as_of.html",
+            self._context(
+                request,
+                agent,
+                f"{agent.name} as of {readable(at)}",
+                at=at,
+                row=row,
+                picker_value=f"{at:%Y-%m-%dT%H:%M:%S}",
+            ),
+        )
+
+    def blame_view(self, request, agent_id):
+        """Each body line and frontmatter key with the revision that last wrote it (who, when, why).
+
+        Bounded by the blamed file: selectors.revision_blame reads the origins the revisions
+        projection stored, and the attribution columns of the revisions they name.
+        """
+        agent = self._agent(request, agent_id)
+        ref = request.GET.get("ref", "").strip() or str(agent.revision)
+        try:
+            blamed = revision_blame(agent=agent, ref=ref)
+        except (AgentNotFound, InvalidReference) as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(reverse("admin:agents_app_agentcurrent_blame", args=[agent.agent_id]))
+        compare = reverse("admin:agents_app_agentcurrent_compare", args=[agent.agent_id])
+        lines, previous = [], None
+        for line in blamed["lines"]:
+            # Like `git blame`: the change is named on the first line of each run it wrote.
+            first = line["revision"] != previous
+            previous = line["revision"]
+            lines.append({**_blamed(line, compare), "first": first})
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/blame.html",
+            self._context(
+                request,
+                agent,
+                f"Blame of {agent.name}, revision {blamed['revision']}",
+                blamed_revision=blamed["revision"],
+                ref=request.GET.get("ref", ""),
+                lines=lines,
+                keys=[_blamed(key, compare) for key in blamed["frontmatter"]],
             ),
         )
 
@@ -640,6 +746,28 @@ def _reopened(form_class: type[OpenedForm], request, agent: AgentCurrent) -> Ope
     form = form_class(data)
     form.is_valid()
     return form
+
+
+def _instant(text: str):
+    """A date-time from the picker (no zone: UTC, as the page says) or ISO 8601 with a zone."""
+    text = text.strip()
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        if "time zone" not in str(exc):
+            raise
+    return parse_instant(text + "Z")
+
+
+def _blamed(item: dict[str, Any], compare: str) -> dict[str, Any]:
+    """A blame line or key with its times readable and the link to the change that wrote it."""
+    revision = item["revision"]
+    return {
+        **item,
+        "occurred": readable(dt.datetime.fromisoformat(item["occurred_at"])),
+        "recorded": readable(dt.datetime.fromisoformat(item["recorded_at"])),
+        "compare_url": f"{compare}?a={max(revision - 1, 1)}&b={revision}",
+    }
 
 
 def _when_pair(occurred, recorded) -> str:
