@@ -133,7 +133,8 @@ class LabelForm(OpenedVersionForm):
         help_text="e.g. production or staging: lowercase letters, digits, '.', '_' or '-'.",
     )
     revision = forms.IntegerField(
-        min_value=0, help_text="The revision the label points at; 0 removes the label."
+        min_value=0,
+        help_text="The revision the label points at (0 removes it; so does the Remove button below).",
     )
     reason = forms.CharField(
         max_length=services.MAX_REASON, required=False, widget=forms.TextInput(attrs={"size": 80})
@@ -357,6 +358,11 @@ class AgentAdmin(admin.ModelAdmin):
             path("<uuid:agent_id>/archive/", view(self.archive_view), name=f"{name}_archive"),
             path("<uuid:agent_id>/restore/", view(self.restore_view), name=f"{name}_restore"),
             path("<uuid:agent_id>/labels/", view(self.labels_view), name=f"{name}_labels"),
+            path(
+                "<uuid:agent_id>/labels/<str:label>/remove/",
+                view(self.label_remove_view),
+                name=f"{name}_label_remove",
+            ),
             *super().get_urls(),
         ]
 
@@ -594,7 +600,9 @@ class AgentAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'inline; filename="{row.name}-r{row.revision}.md"'
         return response
 
-    def _confirm(self, request, agent, *, title: str, question: str, action, allowed: bool, **extra):
+    def _confirm(
+        self, request, agent, *, title: str, question: str, action, allowed: bool, done: str = "", **extra
+    ):
         """A confirmation page: `action(context, expected_version)` runs on POST, checked against
         the version the page was rendered with (OpenedVersionForm), never the one at POST time."""
         if not allowed:
@@ -612,19 +620,28 @@ class AgentAdmin(admin.ModelAdmin):
                 except ConcurrencyConflict:
                     conflict = _conflict(agent_id=agent.agent_id, opened=(version, revision))
                     form = _reopened(ReasonForm, request, conflict["agent"])
-                except AgentError as exc:
+                except (AgentError, InvalidCommand) as exc:
                     form.add_error(None, str(exc))
                 else:
                     messages.success(request, f"{title}: done ({change.name}, revision {change.revision}).")
                     return HttpResponseRedirect(
-                        reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id])
+                        done or reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id])
                     )
         else:
             form = ReasonForm(initial={"opened": opened_token(agent)})
         return TemplateResponse(
             request,
             "admin/agents_app/agentcurrent/confirm.html",
-            self._context(request, agent, title, form=form, question=question, conflict=conflict, **extra),
+            self._context(
+                request,
+                agent,
+                title,
+                form=form,
+                question=question,
+                conflict=conflict,
+                back=done or reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id]),
+                **extra,
+            ),
         )
 
     def revert_view(self, request, agent_id, revision):
@@ -670,6 +687,25 @@ class AgentAdmin(admin.ModelAdmin):
             allowed=request.user.has_perm(ARCHIVE) and agent.status == "archived",
             action=lambda context, version: services.agent_restore(
                 agent_id=agent.agent_id, context=context, expected_version=version
+            ),
+        )
+
+    def label_remove_view(self, request, agent_id, label):
+        """Remove one label, from its button in the "Current labels" table: the confirmation
+        page with a required reason, checked against the version the page showed."""
+        agent = self._agent(request, agent_id)
+        if label_error(label) is not None or (request.method == "GET" and label not in agent.labels):
+            raise Http404("no such label")
+        return self._confirm(
+            request,
+            agent,
+            title=f"Remove label {label}",
+            question=f"Remove the label {label} (now on revision {agent.labels.get(label, '?')})? "
+            "The revision stays; only the label goes.",
+            allowed=request.user.has_perm(PUBLISH),
+            done=reverse("admin:agents_app_agentcurrent_labels", args=[agent.agent_id]),
+            action=lambda context, version: services.agent_label_move(
+                agent_id=agent.agent_id, label=label, revision=None, context=context, expected_version=version
             ),
         )
 
