@@ -144,6 +144,8 @@ class RevisionSummarySerializer(serializers.Serializer):
     changed_keys = serializers.ListField(child=serializers.CharField())
     lines_added = serializers.IntegerField()
     lines_removed = serializers.IntegerField()
+    file_lines_added = serializers.IntegerField()
+    file_lines_removed = serializers.IntegerField()
 
 
 class RevisionPageSerializer(serializers.Serializer):
