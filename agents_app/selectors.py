@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,18 @@ def agents_current_dated() -> QuerySet[AgentCurrent]:
         revised_at=Subquery(revision.values("occurred_at")[:1]),
         revised_recorded_at=Subquery(revision.values("recorded_at")[:1]),
     )
+
+
+def agent_stream_labels(stream_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
+    """(name, admin page) of the agents among `stream_ids`, in one query: the event log's
+    labeller (events.labelling), called with a page of events' streams."""
+    from django.urls import reverse
+
+    rows = agents_current().filter(agent_id__in=list(stream_ids)).values_list("agent_id", "name")
+    return {
+        agent_id: (name, reverse("admin:agents_app_agentcurrent_change", args=[agent_id]))
+        for agent_id, name in rows
+    }
 
 
 def agent_revisions() -> QuerySet[AgentRevision]:

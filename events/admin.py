@@ -28,6 +28,7 @@ from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
 from events.chain import event_hash
+from events.labelling import stream_labels
 from events.models import Event, LogVerification, ProjectionRun
 from events.projections import UnknownProjection, projection_get
 from events.runner import projection_status_list
@@ -239,11 +240,11 @@ class EventAdmin(admin.ModelAdmin):
         "actor",
         "source",
         "reason",
-        "recorded_at",
+        "recorded",
     ]
     list_display_links = ["position"]
     # Only orders an index serves: any other would sort the whole log for each page.
-    sortable_by = ["position", "recorded_at"]
+    sortable_by = ["position", "recorded"]
     ordering = ["-position"]
     # A date list filter, not date_hierarchy: the hierarchy runs a DISTINCT over the dates
     # of every event on each page load; the list filter's ranges use the recorded_at index.
@@ -272,7 +273,7 @@ class EventAdmin(admin.ModelAdmin):
                     "stream_version",
                     "type",
                     "schema_version",
-                    "recorded",
+                    "recorded_at_text",
                     "occurred",
                     "actor",
                     "source",
@@ -329,14 +330,41 @@ class EventAdmin(admin.ModelAdmin):
             return queryset.filter(metadata__reason__icontains=term), False
         return queryset.filter(Q(event_id=identifier) | Q(stream_id=identifier)), False
 
+    def get_changelist_instance(self, request: HttpRequest):
+        changelist = super().get_changelist_instance(request)
+        # Each stream's name and page, for the whole page of events in one query per labeller
+        # (events.labelling), not one per row.
+        events = list(changelist.result_list)
+        labels = stream_labels({event.stream_id for event in events})
+        for event in events:
+            event.stream_label = labels.get(event.stream_id)
+        changelist.result_list = events
+        return changelist
+
     @admin.display(description="agent (stream)")
     def stream(self, event: Event) -> SafeString:
+        label = getattr(event, "stream_label", None)
+        if label is None:
+            return format_html(
+                '<a href="{}" title="{}: all events of this stream"><code>{}</code></a>',
+                _stream_url(event.stream_id),
+                event.stream_id,
+                str(event.stream_id)[:8],
+            )
+        name, url = label
         return format_html(
-            '<a href="{}" title="{}: all events of this stream"><code>{}</code></a>',
+            '<a href="{}" title="the page of {}">{}</a> <a href="{}" title="{}: all events of this stream"'
+            ' class="stream-events">(events)</a>',
+            url,
+            name,
+            name,
             _stream_url(event.stream_id),
             event.stream_id,
-            str(event.stream_id)[:8],
         )
+
+    @admin.display(description="recorded", ordering="recorded_at")
+    def recorded(self, event: Event) -> str:
+        return readable(event.recorded_at)
 
     @admin.display(description="actor")
     def actor(self, event: Event) -> str:
@@ -353,7 +381,7 @@ class EventAdmin(admin.ModelAdmin):
     # --- detail -------------------------------------------------------------------------
 
     @admin.display(description="recorded at")
-    def recorded(self, event: Event) -> str:
+    def recorded_at_text(self, event: Event) -> str:
         return readable(event.recorded_at)
 
     @admin.display(description="occurred at")
@@ -370,9 +398,13 @@ class EventAdmin(admin.ModelAdmin):
 
     @admin.display(description="stream")
     def stream_link(self, event: Event) -> SafeString:
-        return format_html(
+        label = stream_labels([event.stream_id]).get(event.stream_id)
+        events = format_html(
             '<a href="{}">{}</a> (all events of this stream)', _stream_url(event.stream_id), event.stream_id
         )
+        if label is None:
+            return events
+        return format_html('<a href="{}">{}</a> · {}', label[1], label[0], events)
 
     @admin.display(description="reason")
     def reason_text(self, event: Event) -> str:
