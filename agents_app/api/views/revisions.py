@@ -42,10 +42,11 @@ class RevisionListApi(ApiView):
             next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
         versions = [row.stream_version for row in rows]
         provenance = revision_provenance(agent_id=agent.agent_id, versions=versions)
-        for row in rows:
-            row.provenance = provenance.get(row.stream_version)
+        results = out.RevisionSummarySerializer(rows, many=True).data
+        for result, row in zip(results, rows, strict=True):
+            result["provenance"] = provenance.get(row.stream_version)
         return Response(
-            {"results": out.RevisionSummarySerializer(rows, many=True).data, "next": next_url},
+            {"results": results, "next": next_url},
             headers={"ETag": f'"{agent.stream_version}"'},
         )
 
@@ -71,10 +72,11 @@ class RevisionApi(ApiView):
                 f"agent {agent.name!r} has no revision {revision} (it has 1 to {agent.revision})"
             )
         row = revision_get(agent_id=agent.agent_id, revision=revision)
-        row.provenance = revision_provenance(agent_id=agent.agent_id, versions=[row.stream_version]).get(
-            row.stream_version
-        )
         headers = {"ETag": f'"{row.sha256}"', "Cache-Control": "private, max-age=3600"}  # immutable
         if request.accepted_renderer.format == "md":
             return Response(row.content.encode("utf-8"), headers=headers)
-        return Response(out.RevisionDetailSerializer(row).data, headers=headers)
+        data = out.RevisionDetailSerializer(row).data
+        data["provenance"] = revision_provenance(agent_id=agent.agent_id, versions=[row.stream_version]).get(
+            row.stream_version
+        )
+        return Response(data, headers=headers)
