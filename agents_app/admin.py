@@ -944,7 +944,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         obj.refresh_from_db()
         messages.success(
             request,
-            f"New API token for {token.user} (expires {token.expires_at:%Y-%m-%d %H:%M} UTC): {plaintext} "
+            f"New API token for {token.user} (expires {readable(token.expires_at)}): {plaintext} "
             "- copy it now, it will not be shown again.",
         )
 
@@ -1111,9 +1111,9 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     ordering = ["-id"]
     list_per_page = 50
 
-    @admin.display(description="attempted (UTC)", ordering="id")
+    @admin.display(description="attempted", ordering="id")
     def when(self, delivery: WebhookDelivery) -> str:
-        return f"{delivery.attempted_at:%Y-%m-%d %H:%M:%S}"
+        return readable(delivery.attempted_at)
 
     @admin.display(description="webhook")
     def webhook(self, delivery: WebhookDelivery) -> str:

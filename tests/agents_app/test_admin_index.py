@@ -42,3 +42,13 @@ def test_admin_pages_name_a_favicon_served_from_this_origin(superuser_client):
 
     assert '<link rel="icon" type="image/svg+xml" href="/static/agents_app/favicon.svg">' in page
     assert finders.find("agents_app/favicon.svg")
+
+
+def test_pages_django_renders_itself_write_dates_in_the_one_admin_format(superuser_client, django_user_model):
+    from agents_app.tokens import api_token_create
+
+    token, _ = api_token_create(user=django_user_model.objects.get(username="root"), name="ci", days=7)
+
+    page = superuser_client.get(reverse("admin:agents_app_apitoken_changelist")).content.decode()
+
+    assert f"{token.created_at:%Y-%m-%d %H:%M:%S} UTC" in page
