@@ -5,6 +5,7 @@ The agent pages sit over the `agents.current` view but never write it: every sav
 service, which appends events, and the projections update the view.
 """
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from django.utils.html import format_html
 from agents_app import event_types as agent_event_types
 from agents_app import services
 from agents_app.diff import DiffSide, html_diff, revision_diff
-from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand
+from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand, InvalidReference
 from agents_app.labels import label_error
 from agents_app.models import AgentCurrent, ApiToken, WebhookDelivery, WebhookSubscription
 from agents_app.permissions import ARCHIVE, CHANGE, MANAGE_TOKENS, PUBLISH, VIEW
@@ -43,11 +44,17 @@ from agents_app.promotions.services import (
 )
 from agents_app.selectors import (
     agents_current,
+    agents_current_dated,
     agents_that_can,
     changes_since,
     label_moves_page,
+    parse_instant,
+    registry_at,
+    revision_at,
+    revision_blame,
     revision_get,
     revision_list,
+    revision_provenance,
 )
 from agents_app.tokens import MAX_DAYS, MIN_DAYS, api_token_create, api_token_revoke, api_token_state
 from agents_app.webhooks.selectors import webhook_deliveries
@@ -59,12 +66,15 @@ from agents_app.webhooks.services import (
     webhook_validate,
 )
 from events.exceptions import ConcurrencyConflict
+from events.timefmt import readable
 
 admin.site.site_header = "agent-registry"
 admin.site.site_title = "agent-registry"
 admin.site.index_title = "Agents, their history and the event log"
 
 EDITOR_ROWS = 30
+# Agents per page of the "registry as of" list (read from the revisions view, by name).
+AS_OF_PAGE = 50
 # Changes listed on the conflict page; the rest are counted.
 CONFLICT_CHANGES = 20
 
@@ -135,7 +145,8 @@ class LabelForm(OpenedVersionForm):
         help_text="e.g. production or staging: lowercase letters, digits, '.', '_' or '-'.",
     )
     revision = forms.IntegerField(
-        min_value=0, help_text="The revision the label points at; 0 removes the label."
+        min_value=0,
+        help_text="The revision the label points at (0 removes it; so does the Remove button below).",
     )
     reason = forms.CharField(
         max_length=services.MAX_REASON, required=False, widget=forms.TextInput(attrs={"size": 80})
@@ -262,7 +273,7 @@ class AgentAdmin(admin.ModelAdmin):
         "status",
         "label_list",
         "updated_by",
-        "updated_at",
+        "when",
     ]
     list_filter = [StatusFilter, ModelFilter, ToolFilter, CanFilter, LabelFilter]
     search_fields = ["name", "description"]
@@ -292,10 +303,46 @@ class AgentAdmin(admin.ModelAdmin):
 
     # -- the list --------------------------------------------------------------------------------
     def get_queryset(self, request):
-        return agents_current()
+        return agents_current_dated()
 
     def changelist_view(self, request, extra_context=None):
+        if "at" in request.GET:
+            return self.registry_at_view(request)
         return super().changelist_view(request, {"title": "Agents", **(extra_context or {})})
+
+    def registry_at_view(self, request):
+        """`?at=<date-time>`: every agent as it was then (selectors.registry_at), a page at a time."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            at = _instant(request.GET["at"])
+        except ValueError as exc:
+            messages.error(request, f"“{request.GET['at']}” {exc}.")
+            return HttpResponseRedirect(reverse("admin:agents_app_agentcurrent_changelist"))
+        try:
+            page = max(int(request.GET.get("page", 1)), 1)
+        except ValueError:
+            page = 1
+        state = registry_at(at=at)
+        start = (page - 1) * AS_OF_PAGE
+        # One row more than shown says whether there is a next page, without counting them all.
+        shown = state.rows.defer("content", "line_origins", "key_origins")
+        rows = list(shown[start : start + AS_OF_PAGE + 1])
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/registry_at.html",
+            self._context(
+                request,
+                None,
+                f"The registry as of {readable(at)}",
+                at=at,
+                at_param=request.GET["at"],
+                picker_value=f"{at:%Y-%m-%dT%H:%M:%S}",
+                rows=[(row, row.agent_id in state.archived) for row in rows[:AS_OF_PAGE]],
+                page=page,
+                has_next=len(rows) > AS_OF_PAGE,
+            ),
+        )
 
     def get_changelist(self, request, **kwargs):
         return AgentChangeList
@@ -303,6 +350,12 @@ class AgentAdmin(admin.ModelAdmin):
     @admin.display(description="tools")
     def tool_list(self, agent: AgentCurrent) -> str:
         return "all" if agent.tools is None else ", ".join(agent.tools)
+
+    @admin.display(description="revised (recorded)", ordering="revised_at")
+    def when(self, agent: AgentCurrent) -> str:
+        """When the current revision was made (a git import: when its commit landed) and, beside
+        it, when this registry stored it, if that differs."""
+        return _when_pair(getattr(agent, "revised_at", None), getattr(agent, "revised_recorded_at", None))
 
     @admin.display(description="labels")
     def label_list(self, agent: AgentCurrent) -> str:
@@ -314,6 +367,7 @@ class AgentAdmin(admin.ModelAdmin):
         name = "agents_app_agentcurrent"
         return [
             path("<uuid:agent_id>/compare/", view(self.compare_view), name=f"{name}_compare"),
+            path("<uuid:agent_id>/blame/", view(self.blame_view), name=f"{name}_blame"),
             path(
                 "<uuid:agent_id>/revisions/<int:revision>/raw/",
                 view(self.raw_view),
@@ -327,6 +381,11 @@ class AgentAdmin(admin.ModelAdmin):
             path("<uuid:agent_id>/archive/", view(self.archive_view), name=f"{name}_archive"),
             path("<uuid:agent_id>/restore/", view(self.restore_view), name=f"{name}_restore"),
             path("<uuid:agent_id>/labels/", view(self.labels_view), name=f"{name}_labels"),
+            path(
+                "<uuid:agent_id>/labels/<str:label>/remove/",
+                view(self.label_remove_view),
+                name=f"{name}_label_remove",
+            ),
             *super().get_urls(),
         ]
 
@@ -337,7 +396,7 @@ class AgentAdmin(admin.ModelAdmin):
             agent_uuid = agent_id if isinstance(agent_id, uuid.UUID) else uuid.UUID(str(agent_id))
         except ValueError:
             raise Http404("no such agent") from None
-        agent = agents_current().filter(agent_id=agent_uuid).first()
+        agent = agents_current_dated().filter(agent_id=agent_uuid).first()
         if agent is None:
             raise Http404("no such agent")
         return agent
@@ -388,6 +447,8 @@ class AgentAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         agent = self._agent(request, object_id)
+        if request.method == "GET" and "at" in request.GET:
+            return self._as_of_view(request, agent)
         can_change = self.has_change_permission(request) and agent.status == "active"
         conflict = None
         if request.method == "POST":
@@ -446,6 +507,7 @@ class AgentAdmin(admin.ModelAdmin):
     def history_view(self, request, object_id, extra_context=None):
         agent = self._agent(request, object_id)
         revisions = list(revision_list(agent_id=agent.agent_id).order_by("-revision").defer("content")[:500])
+        _attach_git(agent.agent_id, revisions)
         newest = revisions[0].revision if revisions else 1
         return TemplateResponse(
             request,
@@ -476,6 +538,7 @@ class AgentAdmin(admin.ModelAdmin):
                 reverse("admin:agents_app_agentcurrent_history", args=[agent.agent_id])
             )
         old_side, new_side = DiffSide.from_revision(old), DiffSide.from_revision(new)
+        _attach_git(agent.agent_id, [old, new])
         return TemplateResponse(
             request,
             "admin/agents_app/agentcurrent/compare.html",
@@ -490,6 +553,66 @@ class AgentAdmin(admin.ModelAdmin):
             ),
         )
 
+    def _as_of_view(self, request, agent: AgentCurrent):
+        """The agent page at `?at=`: the revision that was current then (selectors.revision_at)."""
+        now = reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id])
+        try:
+            at = _instant(request.GET["at"])
+            row = revision_at(agent_id=agent.agent_id, at=at)
+        except ValueError as exc:
+            messages.error(request, f"“{request.GET['at']}” {exc}.")
+            return HttpResponseRedirect(now)
+        except AgentNotFound:
+            messages.error(request, f"{agent.name} did not exist yet at {readable(at)}.")
+            return HttpResponseRedirect(now)
+        _attach_git(agent.agent_id, [row])
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/as_of.html",
+            self._context(
+                request,
+                agent,
+                f"{agent.name} as of {readable(at)}",
+                at=at,
+                row=row,
+                picker_value=f"{at:%Y-%m-%dT%H:%M:%S}",
+            ),
+        )
+
+    def blame_view(self, request, agent_id):
+        """Each body line and frontmatter key with the revision that last wrote it (who, when, why).
+
+        Bounded by the blamed file: selectors.revision_blame reads the origins the revisions
+        projection stored, and the attribution columns of the revisions they name.
+        """
+        agent = self._agent(request, agent_id)
+        ref = request.GET.get("ref", "").strip() or str(agent.revision)
+        try:
+            blamed = revision_blame(agent=agent, ref=ref)
+        except (AgentNotFound, InvalidReference) as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(reverse("admin:agents_app_agentcurrent_blame", args=[agent.agent_id]))
+        compare = reverse("admin:agents_app_agentcurrent_compare", args=[agent.agent_id])
+        lines, previous = [], None
+        for line in blamed["lines"]:
+            # Like `git blame`: the change is named on the first line of each run it wrote.
+            first = line["revision"] != previous
+            previous = line["revision"]
+            lines.append({**_blamed(line, compare), "first": first})
+        return TemplateResponse(
+            request,
+            "admin/agents_app/agentcurrent/blame.html",
+            self._context(
+                request,
+                agent,
+                f"Blame of {agent.name}, revision {blamed['revision']}",
+                blamed_revision=blamed["revision"],
+                ref=request.GET.get("ref", ""),
+                lines=lines,
+                keys=[_blamed(key, compare) for key in blamed["frontmatter"]],
+            ),
+        )
+
     def raw_view(self, request, agent_id, revision):
         agent = self._agent(request, agent_id)
         try:
@@ -500,7 +623,9 @@ class AgentAdmin(admin.ModelAdmin):
         response["Content-Disposition"] = f'inline; filename="{row.name}-r{row.revision}.md"'
         return response
 
-    def _confirm(self, request, agent, *, title: str, question: str, action, allowed: bool, **extra):
+    def _confirm(
+        self, request, agent, *, title: str, question: str, action, allowed: bool, done: str = "", **extra
+    ):
         """A confirmation page: `action(context, expected_version)` runs on POST, checked against
         the version the page was rendered with (OpenedVersionForm), never the one at POST time."""
         if not allowed:
@@ -518,19 +643,28 @@ class AgentAdmin(admin.ModelAdmin):
                 except ConcurrencyConflict:
                     conflict = _conflict(agent_id=agent.agent_id, opened=(version, revision))
                     form = _reopened(ReasonForm, request, conflict["agent"])
-                except AgentError as exc:
+                except (AgentError, InvalidCommand) as exc:
                     form.add_error(None, str(exc))
                 else:
                     messages.success(request, f"{title}: done ({change.name}, revision {change.revision}).")
                     return HttpResponseRedirect(
-                        reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id])
+                        done or reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id])
                     )
         else:
             form = ReasonForm(initial={"opened": opened_token(agent)})
         return TemplateResponse(
             request,
             "admin/agents_app/agentcurrent/confirm.html",
-            self._context(request, agent, title, form=form, question=question, conflict=conflict, **extra),
+            self._context(
+                request,
+                agent,
+                title,
+                form=form,
+                question=question,
+                conflict=conflict,
+                back=done or reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id]),
+                **extra,
+            ),
         )
 
     def revert_view(self, request, agent_id, revision):
@@ -576,6 +710,25 @@ class AgentAdmin(admin.ModelAdmin):
             allowed=request.user.has_perm(ARCHIVE) and agent.status == "archived",
             action=lambda context, version: services.agent_restore(
                 agent_id=agent.agent_id, context=context, expected_version=version
+            ),
+        )
+
+    def label_remove_view(self, request, agent_id, label):
+        """Remove one label, from its button in the "Current labels" table: the confirmation
+        page with a required reason, checked against the version the page showed."""
+        agent = self._agent(request, agent_id)
+        if label_error(label) is not None or (request.method == "GET" and label not in agent.labels):
+            raise Http404("no such label")
+        return self._confirm(
+            request,
+            agent,
+            title=f"Remove label {label}",
+            question=f"Remove the label {label} (now on revision {agent.labels.get(label, '?')})? "
+            "The revision stays; only the label goes.",
+            allowed=request.user.has_perm(PUBLISH),
+            done=reverse("admin:agents_app_agentcurrent_labels", args=[agent.agent_id]),
+            action=lambda context, version: services.agent_label_move(
+                agent_id=agent.agent_id, label=label, revision=None, context=context, expected_version=version
             ),
         )
 
@@ -676,6 +829,47 @@ def _reopened(form_class: type[OpenedForm], request, agent: AgentCurrent) -> Ope
     form = form_class(data)
     form.is_valid()
     return form
+
+
+def _instant(text: str):
+    """A date-time from the picker (no zone: UTC, as the page says) or ISO 8601 with a zone."""
+    text = text.strip()
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        if "time zone" not in str(exc):
+            raise
+    return parse_instant(text + "Z")
+
+
+def _blamed(item: dict[str, Any], compare: str) -> dict[str, Any]:
+    """A blame line or key with its times readable and the link to the change that wrote it."""
+    revision = item["revision"]
+    return {
+        **item,
+        "occurred": readable(dt.datetime.fromisoformat(item["occurred_at"])),
+        "recorded": readable(dt.datetime.fromisoformat(item["recorded_at"])),
+        "compare_url": f"{compare}?a={max(revision - 1, 1)}&b={revision}",
+    }
+
+
+def _when_pair(occurred, recorded) -> str:
+    """ "occurred" and, when it differs from it by a second or more, "(recorded ...)"."""
+    if occurred is None:
+        return readable(recorded)
+    if recorded is None or abs((recorded - occurred).total_seconds()) < 1:
+        return readable(occurred)
+    return format_html(
+        '{} <small class="agent-recorded">(recorded {})</small>', readable(occurred), readable(recorded)
+    )
+
+
+def _attach_git(agent_id: uuid.UUID, revisions: list) -> None:
+    """Give each revision row `git`: its git provenance (commit, authors...) or None, in one query."""
+    provenance = revision_provenance(agent_id=agent_id, versions=[row.stream_version for row in revisions])
+    for row in revisions:
+        found = provenance.get(row.stream_version)
+        row.git = found["git"] if found else None
 
 
 def _with_reason(context: services.ChangeContext, reason: str) -> services.ChangeContext:
@@ -797,7 +991,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         obj.refresh_from_db()
         messages.success(
             request,
-            f"New API token for {token.user} (expires {token.expires_at:%Y-%m-%d %H:%M} UTC): {plaintext} "
+            f"New API token for {token.user} (expires {readable(token.expires_at)}): {plaintext} "
             "- copy it now, it will not be shown again.",
         )
 
@@ -964,9 +1158,9 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     ordering = ["-id"]
     list_per_page = 50
 
-    @admin.display(description="attempted (UTC)", ordering="id")
+    @admin.display(description="attempted", ordering="id")
     def when(self, delivery: WebhookDelivery) -> str:
-        return f"{delivery.attempted_at:%Y-%m-%d %H:%M:%S}"
+        return readable(delivery.attempted_at)
 
     @admin.display(description="webhook")
     def webhook(self, delivery: WebhookDelivery) -> str:

@@ -231,3 +231,17 @@ def opcode_changes(opcodes: list[Opcode]) -> tuple[int, int]:
             removed += i2 - i1
             added += j2 - j1
     return added, removed
+
+
+def file_changes(
+    *, old_head: list[str], new_head: list[str], body_changes: tuple[int, int]
+) -> tuple[int, int]:
+    """(lines added, lines removed) of the whole file: the frontmatter block's lines (the head,
+    up to and including its closing `---`) matched here, plus the body's counts already made.
+
+    Matching the two parts apart costs a few dozen lines more than the body's diff, instead
+    of a second diff of the whole file; the closing `---` line, on both sides, is where a
+    whole-file match would split them too.
+    """
+    head_added, head_removed = opcode_changes(line_opcodes(old_head, new_head))
+    return head_added + body_changes[0], head_removed + body_changes[1]

@@ -113,6 +113,9 @@ class AgentRevision(models.Model):
     changed_keys = models.JSONField(default=list, help_text="Frontmatter keys added, removed or changed.")
     lines_added = models.PositiveIntegerField(default=0)
     lines_removed = models.PositiveIntegerField(default=0)
+    # The whole file (frontmatter and body), beside the body's counts above.
+    file_lines_added = models.PositiveIntegerField(default=0)
+    file_lines_removed = models.PositiveIntegerField(default=0)
     # Blame reads these from the one row it blames instead of replaying the history (agents_app.blame).
     line_origins = models.JSONField(
         null=True,

@@ -16,7 +16,7 @@ from agents_app.blame import revision_origins
 from agents_app.dialects import DEFAULT_DIALECT, effective_permissions
 from agents_app.document import body_lines, parse_agent_document
 from agents_app.exceptions import DocumentInvalid
-from agents_app.line_matching import line_opcodes, opcode_changes
+from agents_app.line_matching import file_changes, line_opcodes, opcode_changes
 from agents_app.models import AgentCurrent, AgentRevision
 from events.projections import Projection
 from events.rows import rows_insert, rows_update
@@ -269,6 +269,13 @@ class RevisionsProjection(Projection):
                 # done once for the counts and the blame origins below.
                 opcodes = line_opcodes(body_lines(prior.body), body_lines(row_body))
                 added, removed = opcode_changes(opcodes)
+            # The whole file's counts too (API.md; the admin's history): a change to the
+            # frontmatter alone shows there, not as "+0 -0".
+            head = body_lines(event.data["content"][: fields["body_start"]])
+            prior_head = body_lines(prior.content[: prior.body_start]) if prior else []
+            file_added, file_removed = file_changes(
+                old_head=prior_head, new_head=head, body_changes=(added, removed)
+            )
             # Each line's and key's origin, carried from the revision before: blame then reads
             # one row, whatever the length of the history (agents_app.blame).
             line_origins, key_origins = revision_origins(
@@ -303,6 +310,8 @@ class RevisionsProjection(Projection):
                 changed_keys=keys,
                 lines_added=added,
                 lines_removed=removed,
+                file_lines_added=file_added,
+                file_lines_removed=file_removed,
                 line_origins=line_origins,
                 key_origins=key_origins,
                 stream_version=event.stream_version,

@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from agents_app.exceptions import AgentNotFound, InvalidReference
 from agents_app.labels import LABEL_PATTERN
 from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.projections import CURRENT, REVISIONS
+from agents_app.provenance import provenance_from_metadata
 from events.models import Checkpoint, Event
 from events.selectors import stream_headers, stream_of_types, stream_page
 from events.types import StoredEvent
@@ -32,6 +34,34 @@ def _live(projection: str) -> Subquery:
 def agents_current() -> QuerySet[AgentCurrent]:
     """Every agent (active and archived) in the live current view."""
     return AgentCurrent.objects.filter(generation=_live(CURRENT))
+
+
+def agents_current_dated() -> QuerySet[AgentCurrent]:
+    """agents_current() with `revised_at` and `revised_recorded_at`: when the agent's current
+    revision was made (occurred_at, business time: a git commit's landing) and stored.
+
+    The current view's `updated_at` is when its last event (a label move too) was stored;
+    people reading "when" want the revision's time. A correlated lookup per row in the
+    revisions view's unique (generation, agent_id, revision) index: a page of the list is
+    50 index probes.
+    """
+    revision = agent_revisions().filter(agent_id=OuterRef("agent_id"), revision=OuterRef("revision"))
+    return agents_current().annotate(
+        revised_at=Subquery(revision.values("occurred_at")[:1]),
+        revised_recorded_at=Subquery(revision.values("recorded_at")[:1]),
+    )
+
+
+def agent_stream_labels(stream_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
+    """(name, admin page) of the agents among `stream_ids`, in one query: the event log's
+    labeller (events.labelling), called with a page of events' streams."""
+    from django.urls import reverse
+
+    rows = agents_current().filter(agent_id__in=list(stream_ids)).values_list("agent_id", "name")
+    return {
+        agent_id: (name, reverse("admin:agents_app_agentcurrent_change", args=[agent_id]))
+        for agent_id, name in rows
+    }
 
 
 def agent_revisions() -> QuerySet[AgentRevision]:
@@ -181,6 +211,24 @@ def revision_resolve(*, agent: AgentCurrent, ref: str) -> AgentRevision:
     if isinstance(target, dt.datetime):  # the row that answers the instant is the one wanted
         return revision_at(agent_id=agent.agent_id, at=target)
     return revision_get(agent_id=agent.agent_id, revision=_revision_number(agent=agent, ref=ref))
+
+
+def revision_provenance(*, agent_id: uuid.UUID, versions: list[int]) -> dict[int, dict[str, Any] | None]:
+    """stream version -> the `provenance` of the revision that event stored (API.md, "Import
+    provenance"), for a page of revisions, in one query.
+
+    Read from the events' metadata by (stream_id, stream_version), the log's unique index,
+    rather than copied into the revisions view: the metadata is the record, a view column
+    would need a migration and a rebuild of every installation's view to fill, and a page
+    names at most a few hundred events. Callers pass a bounded page (the API's limit, the
+    admin history's 500).
+    """
+    if not versions:
+        return {}
+    rows = Event.objects.filter(stream_id=agent_id, stream_version__in=versions).values_list(
+        "stream_version", "metadata"
+    )
+    return {version: provenance_from_metadata(metadata) for version, metadata in rows}
 
 
 # Revisions named per query by blame: well under SQLite's limit of bound parameters.

@@ -4,6 +4,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.templatetags.static import static
+from django.utils.html import escape
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 
@@ -37,10 +39,41 @@ class UnifiedDiffRenderer(_TextRenderer):
 
 
 class HTMLFragmentRenderer(_TextRenderer):
-    """The side-by-side diff fragment the admin shows too."""
+    """`?format=html`: a page around the side-by-side diff the admin shows too (diff_page)."""
 
     media_type = "text/html"
     format = "html"
+
+
+# The page holds no inline style or script: the Content-Security-Policy allows styles from this
+# origin only, so the diff's rules come from the admin's stylesheet (which holds DIFF_CSS
+# verbatim) and the page's own few from diff-page.css.
+DIFF_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<link rel="stylesheet" href="{diff_css}">
+<link rel="stylesheet" href="{page_css}">
+</head>
+<body class="agent-diff-page">
+<h1>{title}</h1>
+{fragment}
+</body>
+</html>
+"""
+
+
+def diff_page(*, fragment: str, title: str) -> str:
+    """A complete HTML page around a diff fragment (agents_app.diff.html_diff), readable on its
+    own: its title, the diff, and its stylesheets. `fragment` is already escaped HTML."""
+    return DIFF_PAGE.format(
+        title=escape(title),
+        diff_css=escape(static("agents_app/admin.css")),
+        page_css=escape(static("agents_app/diff-page.css")),
+        fragment=fragment,
+    )
 
 
 class MarkdownParser(BaseParser):

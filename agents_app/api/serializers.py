@@ -149,9 +149,14 @@ class RevisionSummarySerializer(serializers.Serializer):
     source = serializers.CharField()  # type: ignore[assignment]  # a declared field, not Field.source
     recorded_at = serializers.DateTimeField()
     occurred_at = serializers.DateTimeField()
+    # Set by the view from the events' metadata (selectors.revision_provenance); null for
+    # a change that was not imported from git (API.md, "Import provenance").
+    provenance = serializers.DictField(allow_null=True, required=False)
     changed_keys = serializers.ListField(child=serializers.CharField())
     lines_added = serializers.IntegerField()
     lines_removed = serializers.IntegerField()
+    file_lines_added = serializers.IntegerField()
+    file_lines_removed = serializers.IntegerField()
 
 
 class RevisionPageSerializer(serializers.Serializer):

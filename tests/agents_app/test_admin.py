@@ -440,3 +440,89 @@ def test_a_confirmation_signed_for_another_agent_is_refused(as_user, people, two
 
     assert "The form is damaged" in response.content.decode()
     assert Event.objects.count() == stored
+
+
+@pytest.fixture
+def labelled(agent):
+    from agents_app.services import ChangeContext, agent_label_move
+
+    for label in ("production", "staging"):
+        agent_label_move(
+            agent_id=agent.agent_id,
+            label=label,
+            revision=1,
+            context=ChangeContext(actor="paula", source="admin", reason=f"set {label}"),
+        )
+    return agent_get(name="reviewer")
+
+
+def test_each_current_label_has_a_remove_button_that_asks_for_a_reason_then_removes_it(
+    as_user, people, labelled
+):
+    publisher = as_user(people["publisher"])
+    page = publisher.get(url("labels", labelled.agent_id)).content.decode()
+    remove = url("label_remove", labelled.agent_id, "staging")
+    confirm = publisher.get(remove)
+
+    removed = publisher.post(remove, {"reason": "staging is retired", "opened": opened(confirm)})
+
+    assert f'href="{remove}"' in page
+    assert f'href="{url("label_remove", labelled.agent_id, "production")}"' in page
+    assert "Remove the label staging (now on revision 1)?" in confirm.content.decode()
+    assert removed.status_code == 302 and removed["Location"] == url("labels", labelled.agent_id)
+    assert agent_get(name="reviewer").labels == {"production": 1}
+    event = Event.objects.filter(stream_id=labelled.agent_id).order_by("-stream_version").first()
+    assert event.type == "agent.label_moved" and event.data == {"label": "staging", "revision": None}
+    assert event.metadata["reason"] == "staging is retired" and event.metadata["actor"] == "paula"
+
+
+def test_removing_a_label_without_a_reason_stores_nothing(as_user, people, labelled):
+    publisher = as_user(people["publisher"])
+    remove = url("label_remove", labelled.agent_id, "staging")
+    confirm = publisher.get(remove)
+    events = Event.objects.count()
+
+    refused = publisher.post(remove, {"reason": "", "opened": opened(confirm)})
+
+    assert refused.status_code == 200 and "This field is required" in refused.content.decode()
+    assert Event.objects.count() == events and agent_get(name="reviewer").labels["staging"] == 1
+
+
+def test_a_remove_confirmed_after_another_change_stores_nothing_and_shows_it(as_user, people, labelled):
+    from agents_app.services import ChangeContext, agent_label_move
+
+    publisher = as_user(people["publisher"])
+    remove = url("label_remove", labelled.agent_id, "staging")
+    confirm = publisher.get(remove)
+    agent_label_move(
+        agent_id=labelled.agent_id,
+        label="canary",
+        revision=1,
+        context=ChangeContext(actor="victor", source="api", reason="canary set meanwhile"),
+    )
+    events = Event.objects.count()
+
+    stale = publisher.post(remove, {"reason": "retire", "opened": opened(confirm)})
+
+    assert stale.status_code == 200 and 'id="conflict"' in stale.content.decode()
+    assert "canary set meanwhile" in stale.content.decode()
+    assert Event.objects.count() == events and "staging" in agent_get(name="reviewer").labels
+
+
+def test_only_publishers_see_and_use_the_remove_buttons(as_user, people, labelled):
+    viewer = as_user(people["viewer"])
+    remove = url("label_remove", labelled.agent_id, "staging")
+
+    page = viewer.get(url("labels", labelled.agent_id)).content.decode()
+
+    assert "agent-label-remove" not in page
+    assert viewer.get(remove).status_code == 403
+    assert viewer.post(remove, {"reason": "x", "opened": "x"}).status_code == 403
+    assert agent_get(name="reviewer").labels == {"production": 1, "staging": 1}
+
+
+def test_removing_a_label_the_agent_does_not_have_is_not_found(as_user, people, labelled):
+    publisher = as_user(people["publisher"])
+
+    assert publisher.get(url("label_remove", labelled.agent_id, "canary")).status_code == 404
+    assert publisher.get(url("label_remove", labelled.agent_id, "Bad Label")).status_code == 404

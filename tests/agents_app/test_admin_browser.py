@@ -134,3 +134,76 @@ def test_an_editor_creates_edits_compares_reverts_and_survives_a_conflict(browse
     erin.wait_for_load_state()
     final = agent_get(name="triager")
     assert final.revision == 5 and final.body == "Erin's careful rewrite.\n"
+
+
+@pytest.fixture
+def dated_agent(django_user_model, permission_groups):
+    """`planner`: revision 1 made 2024-01-01 by ann, revision 2 made 2024-02-01 by bob (as a
+    git import would date them), labels production→1 and staging→2; and paula, who may
+    edit and publish."""
+    import datetime as dt
+
+    from agents_app.services import ChangeContext, agent_create, agent_label_move, agent_revise
+
+    def context(actor, when, reason):
+        return ChangeContext(actor=actor, source="cli", reason=reason, occurred_at=when)
+
+    first = agent_create(
+        content=agent_text("planner", body="Plan the work.\nKeep it short.\n"),
+        context=context("ann", dt.datetime(2024, 1, 1, 9, 0, tzinfo=dt.UTC), "first plan"),
+    )
+    agent_revise(
+        agent_id=first.agent_id,
+        content=agent_text("planner", body="Plan the work.\nList the risks.\n"),
+        context=context("bob", dt.datetime(2024, 2, 1, 9, 0, tzinfo=dt.UTC), "risks matter"),
+    )
+    for label, revision in (("production", 1), ("staging", 2)):
+        agent_label_move(
+            agent_id=first.agent_id, label=label, revision=revision, context=context("paula", None, "ship")
+        )
+    user = django_user_model.objects.create_user(username="paula", password=PASSWORD, is_staff=True)
+    user.groups.set(Group.objects.filter(name__in=["Agent editors", "Agent publishers"]))
+    return first.agent_id
+
+
+def test_a_reviewer_reads_blame_travels_in_time_and_removes_a_label(browser, live_server, dated_agent):
+    page = log_in(browser, live_server, "paula")
+    agent_url = f"{live_server.url}/admin/agents_app/agentcurrent/{dated_agent}"
+
+    # blame: each line names the change that wrote it, linked to that change's comparison
+    page.goto(f"{agent_url}/change/")
+    page.click(".agent-actions >> text=Blame")
+    page.wait_for_selector("#blame-lines")
+    rows = page.locator("#blame-lines tbody tr")
+    assert rows.count() == 2
+    cells = rows.nth(0).inner_text().split("\t")
+    assert cells[0] == "r1" and cells[1].split("\n") == ["ann", "2024-01-01 09:00:00 UTC", "first plan"]
+    assert "bob" in rows.nth(1).inner_text() and "List the risks." in rows.nth(1).inner_text()
+    page.click("#blame-lines >> text=r2")
+    page.wait_for_selector("table.agent-diff")
+    assert "List the risks." in page.inner_text("table.agent-diff")
+
+    # the agent as of mid-January: revision 1
+    page.goto(f"{agent_url}/change/")
+    page.fill("#as-of-at", "2024-01-15T12:00:00")
+    page.click(".agent-as-of-picker >> button")
+    page.wait_for_selector("#as-of")
+    assert "the current revision was 1" in page.inner_text("#as-of")
+    assert "Keep it short." in page.inner_text("#as-of-content")
+
+    # the registry as of mid-January, from the agent list
+    page.goto(f"{live_server.url}/admin/agents_app/agentcurrent/")
+    page.fill("#as-of-at", "2024-01-15T12:00:00")
+    page.click(".agent-as-of-picker >> button")
+    page.wait_for_selector("#registry-at")
+    assert page.locator("#registry-at tbody tr").first.inner_text().split("\t")[:2] == ["planner", "1"]
+
+    # labels: the Remove button of staging, a reason, and it is gone
+    page.goto(f"{agent_url}/labels/")
+    page.click('[aria-label="remove the label staging"]')
+    page.fill("#id_reason", "staging is retired")
+    page.click("input[value^='Yes, ']")
+    page.wait_for_selector(".messagelist")
+    assert "Remove label staging: done" in page.inner_text(".messagelist")
+    assert agent_get(name="planner").labels == {"production": 1}
+    assert "staging" not in page.inner_text("#current-labels")

@@ -552,3 +552,61 @@ def test_the_status_page_shows_the_event_a_projection_failed_on_and_why(users, l
     body = response.content.decode()
     assert body.count("stopped: cannot apply the event at position") == 1
     assert "ValueError: cannot parse the frontmatter" in body
+
+
+def test_the_detail_page_shows_when_the_change_occurred_beside_when_it_was_recorded(as_superuser):
+    import datetime as dt
+
+    made = agent_create(
+        content=agent_text("dated"),
+        context=ChangeContext(
+            actor="git:Ann <ann@example.com>",
+            source="git",
+            occurred_at=dt.datetime(2024, 1, 5, 10, 0, 7, tzinfo=dt.UTC),
+        ),
+    )
+    event = Event.objects.get(stream_id=made.agent_id)
+
+    page = as_superuser.get(change_url(event)).content.decode()
+
+    assert "2024-01-05 10:00:07 UTC" in page
+    assert f"{event.recorded_at:%Y-%m-%d %H:%M:%S} UTC" in page
+
+
+def test_the_list_names_each_agent_and_links_its_page_with_one_query_per_page(
+    as_superuser, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        made = [
+            agent_create(
+                content=agent_text(f"named-{number}"), context=ChangeContext(actor="a", source="cli")
+            )
+            for number in range(5)
+        ]
+
+    with CaptureQueriesContext(connection) as queries:
+        page = as_superuser.get(EVENTS).content.decode()
+
+    for number, change in enumerate(made):
+        agent_page = reverse("admin:agents_app_agentcurrent_change", args=[change.agent_id])
+        assert f'<a href="{agent_page}" title="the page of named-{number}">named-{number}</a><br>' in page
+    # the agents' names are read in one query for the page, not one per event
+    assert sum("agents_app_agentcurrent" in query["sql"] for query in queries) == 1
+
+
+def test_the_list_and_detail_show_times_to_the_second_with_the_zone(as_superuser, log):
+    event = Event.objects.get(position=log["created"])
+
+    listing = as_superuser.get(EVENTS).content.decode()
+    detail = as_superuser.get(change_url(event)).content.decode()
+
+    assert f"{event.recorded_at:%Y-%m-%d}<br>{event.recorded_at:%H:%M:%S} UTC" in listing
+    assert f"{event.recorded_at:%Y-%m-%d %H:%M:%S} UTC" in detail
+
+
+def test_a_stream_no_labeller_knows_keeps_its_short_id_linked_to_its_events(as_superuser, log):
+    # The log fixture's projections never ran: no agent row names these streams.
+    page = as_superuser.get(EVENTS).content.decode()
+
+    assert f"<code>{str(log['writer'])[:8]}</code>" in page
+    assert f"?stream_id={log['writer']}" in page

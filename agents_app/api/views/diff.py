@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from agents_app.api import serializers as out
 from agents_app.api.errors import InvalidParameter
 from agents_app.api.permissions import VIEW
-from agents_app.api.renderers import HTMLFragmentRenderer, UnifiedDiffRenderer
+from agents_app.api.renderers import HTMLFragmentRenderer, UnifiedDiffRenderer, diff_page
 from agents_app.api.views.base import ApiView
 from agents_app.diff import DiffSide, html_diff, revision_diff, unified_diff
 from agents_app.document import NAME_PATTERN
@@ -36,7 +36,8 @@ def _diff_response(request: Request, old, new) -> HttpResponse:
             return HttpResponse(b"", content_type=f"{UnifiedDiffRenderer.media_type}; charset=utf-8")
         return Response(patch)
     if renderer == "html":
-        return Response(html_diff(old=old_side, new=new_side))
+        title = f"{old.name}@{old.revision} \u2192 {new.name}@{new.revision}"
+        return Response(diff_page(fragment=html_diff(old=old_side, new=new_side), title=title))
     return Response(revision_diff(old=old_side, new=new_side))
 
 

@@ -11,7 +11,7 @@ from agents_app.api.permissions import VIEW
 from agents_app.api.renderers import MarkdownRenderer
 from agents_app.api.views.base import DEFAULT_PAGE, MAX_PAGE, ApiView
 from agents_app.exceptions import AgentNotFound
-from agents_app.selectors import revision_get, revision_list
+from agents_app.selectors import revision_get, revision_list, revision_provenance
 
 
 class RevisionListApi(ApiView):
@@ -40,8 +40,13 @@ class RevisionListApi(ApiView):
             query = request.query_params.copy()
             query["after"] = str(rows[-1].revision)
             next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+        versions = [row.stream_version for row in rows]
+        provenance = revision_provenance(agent_id=agent.agent_id, versions=versions)
+        results = out.RevisionSummarySerializer(rows, many=True).data
+        for result, row in zip(results, rows, strict=True):
+            result["provenance"] = provenance.get(row.stream_version)
         return Response(
-            {"results": out.RevisionSummarySerializer(rows, many=True).data, "next": next_url},
+            {"results": results, "next": next_url},
             headers={"ETag": f'"{agent.stream_version}"'},
         )
 
@@ -70,4 +75,8 @@ class RevisionApi(ApiView):
         headers = {"ETag": f'"{row.sha256}"', "Cache-Control": "private, max-age=3600"}  # immutable
         if request.accepted_renderer.format == "md":
             return Response(row.content.encode("utf-8"), headers=headers)
-        return Response(out.RevisionDetailSerializer(row).data, headers=headers)
+        data = out.RevisionDetailSerializer(row).data
+        data["provenance"] = revision_provenance(agent_id=agent.agent_id, versions=[row.stream_version]).get(
+            row.stream_version
+        )
+        return Response(data, headers=headers)

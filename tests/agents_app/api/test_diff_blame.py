@@ -570,3 +570,21 @@ def test_blame_reads_the_blamed_revision_row_alone_however_long_the_history(edit
     assert early.status_code == late.status_code == 200
     assert [line["revision"] for line in late.json()["lines"]] == [1, 1, 30]
     assert early_rows == [3] and loaded == [30]  # not every revision before it
+
+
+def test_the_html_diff_is_a_complete_page_with_its_stylesheets_and_no_inline_style(editor_api, history):
+    response = editor_api.get(f"{DIFF}?from=3&to=4&format=html")
+
+    html = response.content.decode()
+    assert html.startswith('<!DOCTYPE html>\n<html lang="en">') and html.rstrip().endswith("</html>")
+    assert (
+        "<title>reviewer@3 \u2192 reviewer@4</title>" in html
+        and "<h1>reviewer@3 \u2192 reviewer@4</h1>" in html
+    )
+    assert '<link rel="stylesheet" href="/static/agents_app/admin.css">' in html
+    assert '<link rel="stylesheet" href="/static/agents_app/diff-page.css">' in html
+    assert "<style" not in html and " style=" not in html  # the CSP allows styles from files only
+    assert (
+        "default-src 'none'" in response["Content-Security-Policy"]
+        or "style-src" in response["Content-Security-Policy"]
+    )

@@ -1,0 +1,18 @@
+"""The one way the admin writes an instant: "2026-12-07 14:50:07 UTC" (to the second, with its zone).
+
+The API writes ISO 8601 with `Z` (DRF's DateTimeField); people reading the admin get this
+form on every page, so that two times on one screen compare at a glance.
+"""
+
+import datetime as dt
+
+READABLE = "%Y-%m-%d %H:%M:%S"
+
+
+def readable(instant: dt.datetime | None) -> str:
+    """The instant in UTC, to the second, with the zone; "" for none."""
+    if instant is None:
+        return ""
+    if instant.tzinfo is None:  # a naive value is UTC here (USE_TZ, TIME_ZONE = "UTC")
+        instant = instant.replace(tzinfo=dt.UTC)
+    return f"{instant.astimezone(dt.UTC):{READABLE}} UTC"
