@@ -210,21 +210,23 @@ def _bulk_load_sql(events: int) -> str:
 
     INSERT INTO agents_app_agentrevision (generation, agent_id, revision, name, event_type, reverted_to,
         content, sha256, frontmatter, body_start, description, model, tools, warnings, actor, reason, source,
-        recorded_at, occurred_at, changed_keys, lines_added, lines_removed, stream_version, position)
+        recorded_at, occurred_at, changed_keys, lines_added, lines_removed, file_lines_added,
+        file_lines_removed, dialect, permissions, stream_version, position)
     SELECT c.generation, e.stream_id, e.stream_version, 'bulk-' || e.stream_id, e.type, NULL,
            e.data->>'content', md5(e.data->>'content') || md5(e.data->>'content'),
            '{{}}'::jsonb, {BODY_START}, 'Preloaded agent', '', NULL, '[]'::jsonb, 'bulk', '', 'import',
-           e.recorded_at, e.recorded_at, '[]'::jsonb, 1, 1, e.stream_version, e.position
+           e.recorded_at, e.recorded_at, '[]'::jsonb, 1, 1, 1, 1, 'claude-code', '{{}}'::jsonb,
+           e.stream_version, e.position
     FROM events_event e, events_checkpoint c
     WHERE e.metadata->>'actor' = 'bulk' AND c.projection = 'agents.revisions' AND c.is_live;
 
     INSERT INTO agents_app_agentcurrent (generation, agent_id, name, status, revision, stream_version,
         content, sha256, frontmatter, body_start, description, model, tools, labels, warnings, created_by,
-        created_at, updated_by, updated_at, position)
+        created_at, updated_by, updated_at, dialect, permissions, position)
     SELECT c.generation, e.stream_id, 'bulk-' || e.stream_id, 'active', e.stream_version, e.stream_version,
            e.data->>'content', md5(e.data->>'content') || md5(e.data->>'content'), '{{}}'::jsonb,
            {BODY_START}, 'Preloaded agent', '', NULL, '{{}}'::jsonb, '[]'::jsonb, 'bulk', e.recorded_at,
-           'bulk', e.recorded_at, e.position
+           'bulk', e.recorded_at, 'claude-code', '{{}}'::jsonb, e.position
     FROM events_event e, events_checkpoint c
     WHERE e.metadata->>'actor' = 'bulk' AND e.stream_version = {STREAM_EVENTS}
       AND c.projection = 'agents.current' AND c.is_live;
