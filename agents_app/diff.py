@@ -540,11 +540,32 @@ def _permissions_html(section: dict[str, Any]) -> str:
     )
 
 
+# What each warning means, as a reviewer reads it; `{detail}` is the warning's detail. The code
+# itself is shown small beside the sentence (it is what API clients match on).
+WARNING_SENTENCES = {
+    "tool_added": "{detail} is now granted.",
+    "tools_removed": "Every tool is now granted: the tools line was removed.",
+    "disallowed_tool_removed": "{detail} is no longer denied.",
+    "permission_mode_loosened": "The permission mode is looser: {detail}.",
+    "permission_mode_changed": "The permission mode changed: {detail}.",
+    "hooks_changed": "Hooks changed (they run commands): {detail}.",
+    "mcp_servers_changed": "MCP servers changed: {detail}.",
+    "model_changed": "The model changed: {detail}.",
+}
+
+
+def warning_sentence(warning: dict[str, str]) -> str:
+    """A diff warning as a sentence a reviewer understands."""
+    template = WARNING_SENTENCES.get(warning["code"], "{detail}")
+    return template.format(detail=warning["detail"])
+
+
 def _warnings_html(warnings: list[dict[str, str]]) -> str:
     if not warnings:
         return ""
     items = "".join(
-        f'<li class="agent-diff-warning {code}"><code>{code}</code> {html.escape(item["detail"])}</li>'
+        f'<li class="agent-diff-warning {code}">{html.escape(warning_sentence(item))}'
+        f" <small><code>{code}</code></small></li>"
         for item in warnings
         for code in [html.escape(item["code"])]
     )

@@ -298,7 +298,8 @@ def test_the_html_diff_is_a_side_by_side_table_with_the_file_text_escaped(editor
     assert "reviewer@3" in html and "reviewer@4" in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     assert "<script" not in html
-    assert '<li class="agent-diff-warning tool_added"><code>tool_added</code> Bash</li>' in html
+    sentence = "Bash is now granted. <small><code>tool_added</code></small>"
+    assert f'<li class="agent-diff-warning tool_added">{sentence}</li>' in html
 
 
 def test_an_unknown_format_is_a_406_problem(editor_api, created):
