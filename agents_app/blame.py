@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from agents_app.document import body_lines
 from agents_app.line_matching import Opcode, line_opcodes
+from events.timefmt import iso
 
 
 class _RevisionLike(Protocol):
@@ -80,8 +81,8 @@ def attribution(
     return {
         "revision": revision,
         "actor": actor,
-        "occurred_at": occurred_at.isoformat(),
-        "recorded_at": recorded_at.isoformat(),
+        "occurred_at": iso(occurred_at),
+        "recorded_at": iso(recorded_at),
         "reason": reason or "",
     }
 

@@ -16,3 +16,11 @@ def readable(instant: dt.datetime | None) -> str:
     if instant.tzinfo is None:  # a naive value is UTC here (USE_TZ, TIME_ZONE = "UTC")
         instant = instant.replace(tzinfo=dt.UTC)
     return f"{instant.astimezone(dt.UTC):{READABLE}} UTC"
+
+
+def iso(instant: dt.datetime) -> str:
+    """The instant as the API writes it: ISO 8601 in UTC with `Z`, as DRF's DateTimeField does."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=dt.UTC)
+    text = instant.astimezone(dt.UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"

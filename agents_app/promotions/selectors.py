@@ -7,6 +7,7 @@ from django.db.models import Case, IntegerField, QuerySet, Value, When
 from agents_app.promotions.exceptions import PromotionNotFound
 from agents_app.promotions.models import LabelPolicy, PromotionRequest
 from agents_app.selectors import agents_current
+from events.timefmt import iso
 
 DEFAULT_POLICY = {"protected": False, "approvals": 1, "approvals_when_widened": 1}
 
@@ -79,14 +80,12 @@ def promotion_payload(row: PromotionRequest) -> dict[str, object]:
         "requested_by": row.requested_by,
         "reason": row.reason,
         "required_approvals": row.required_approvals,
-        "approvals": [
-            {"by": a.by, "at": a.at.isoformat(), "comment": a.comment} for a in row.approvals.all()
-        ],
+        "approvals": [{"by": a.by, "at": iso(a.at), "comment": a.comment} for a in row.approvals.all()],
         "widened": row.widened,
         "permissions": row.permissions,
         "status": row.status,
         "decided_by": row.decided_by,
         "decision_comment": row.decision_comment,
-        "decided_at": row.decided_at.isoformat() if row.decided_at else None,
-        "created_at": row.created_at.isoformat(),
+        "decided_at": iso(row.decided_at) if row.decided_at else None,
+        "created_at": iso(row.created_at),
     }

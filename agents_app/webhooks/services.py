@@ -47,6 +47,7 @@ from agents_app.selectors import agent_get
 from agents_app.webhooks import delivery
 from agents_app.webhooks.models import WebhookDelivery, WebhookSubscription
 from events.selectors import events_after, head_position, stream_last
+from events.timefmt import iso
 from events.types import StoredEvent
 
 logger = logging.getLogger(__name__)
@@ -287,7 +288,7 @@ def webhook_payload(event: StoredEvent, *, agent: str | None) -> dict[str, Any]:
         body["label"] = data["label"]
     if "permissions_widened" in data:
         body["permissions_widened"] = data["permissions_widened"]
-    return {"type": event.type, "timestamp": event.recorded_at.isoformat(), "data": body}
+    return {"type": event.type, "timestamp": iso(event.recorded_at), "data": body}
 
 
 def _send(

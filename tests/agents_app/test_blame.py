@@ -18,6 +18,7 @@ from agents_app.selectors import agent_get, agent_revisions, revision_blame, rev
 from agents_app.services import ChangeContext, agent_create, agent_revise
 from events.models import Checkpoint
 from events.rebuild import projection_rebuild
+from events.timefmt import iso
 from tests.conftest import agent_text
 
 START = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -43,8 +44,8 @@ def who(number: int) -> dict:
         "revision": number,
         "actor": f"actor-{number}",
         # without a business time of its own a revision occurred when it was recorded
-        "occurred_at": (START + dt.timedelta(hours=number)).isoformat(),
-        "recorded_at": (START + dt.timedelta(hours=number)).isoformat(),
+        "occurred_at": iso(START + dt.timedelta(hours=number)),
+        "recorded_at": iso(START + dt.timedelta(hours=number)),
         "reason": f"reason {number}",
     }
 

@@ -34,6 +34,7 @@ from agents_app.selectors import agent_find_renamed, agent_get, agents_current, 
 from events.exceptions import ConcurrencyConflict
 from events.runner import projections_failing, projections_wait
 from events.selectors import head_position, stream_last
+from events.timefmt import iso
 from project.middleware import REQUEST_ID
 
 ETAG = re.compile(r'\s*(W/)?"?(\d{1,9})"?\s*')
@@ -61,7 +62,7 @@ class PreconditionFailed(ApiProblem):
             current_version=version,
             current_revision=revision,
             changed_by=changed_by,
-            changed_at=(last.recorded_at if last else agent.updated_at).isoformat(),
+            changed_at=iso(last.recorded_at if last else agent.updated_at),
             change=last.type if last else None,
         )
 

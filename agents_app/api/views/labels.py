@@ -19,6 +19,7 @@ from agents_app.promotions.selectors import promotion_get, promotion_payload
 from agents_app.promotions.services import promotion_request
 from agents_app.selectors import label_history
 from events.exceptions import ConcurrencyConflict
+from events.timefmt import iso
 
 
 class LabelInputSerializer(serializers.Serializer):
@@ -77,7 +78,7 @@ class AgentLabelsApi(ApiView):
                 "revision": event.data["revision"],
                 "actor": event.metadata.get("actor", ""),
                 "reason": event.metadata.get("reason", ""),
-                "recorded_at": event.recorded_at.isoformat(),
+                "recorded_at": iso(event.recorded_at),
                 "stream_version": event.stream_version,
             }
             for event in label_history(agent_id=agent.agent_id)

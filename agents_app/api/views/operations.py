@@ -24,6 +24,7 @@ from events.models import ProjectionRun
 from events.projections import UnknownProjection, projection_get
 from events.runner import projection_status_list
 from events.tasks import projection_rebuild_task
+from events.timefmt import iso
 from events.verification import log_verification_latest
 from project.celery import TaskNotQueued, enqueue
 
@@ -165,7 +166,7 @@ def _log_integrity_check() -> dict[str, Any]:
     check: dict[str, Any] = {
         "ok": verification.result == verification.Result.OK,
         "verified": True,
-        "verified_at": finished_at.isoformat(),
+        "verified_at": iso(finished_at),
         "age_seconds": round((timezone.now() - finished_at).total_seconds(), 1),
         "events_checked": verification.events_checked,
     }
