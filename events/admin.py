@@ -27,7 +27,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import Truncator
 
-from events.chain import event_hash
+from events.chain import chain_hash, row_body
 from events.labelling import stream_labels
 from events.models import Event, LogVerification, ProjectionRun
 from events.projections import UnknownProjection, projection_get
@@ -449,17 +449,7 @@ class EventAdmin(admin.ModelAdmin):
         previous = self._previous(event)
         if event.stream_version > 1 and previous is None:
             return "cannot check: the previous event of the stream is missing"
-        recomputed = event_hash(
-            previous_hash=previous.hash if previous else "",
-            event_id=event.event_id,
-            stream_id=event.stream_id,
-            stream_version=event.stream_version,
-            type=event.type,
-            schema_version=event.schema_version,
-            data=event.data,
-            metadata=event.metadata,
-            recorded_at=event.recorded_at,
-        )
+        recomputed = chain_hash(previous.hash if previous else "", row_body(event))
         if recomputed == event.hash:
             return "ok: the stored hash matches this event and the previous hash"
         return f"MISMATCH: recomputed {recomputed}; run `manage.py verify_events` for the whole log"

@@ -53,6 +53,20 @@ def event_body(
     )
 
 
+def row_body(event: Any) -> str:
+    """event_body of anything that has the event's fields as attributes (an Event row, a StoredEvent)."""
+    return event_body(
+        event_id=event.event_id,
+        stream_id=event.stream_id,
+        stream_version=event.stream_version,
+        type=event.type,
+        schema_version=event.schema_version,
+        data=event.data,
+        metadata=event.metadata,
+        recorded_at=event.recorded_at,
+    )
+
+
 def chain_hash(previous_hash: str, body: str) -> str:
     """SHA-256, as hex, of the UTF-8 of the previous hash followed by the event's body.
 

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 
-from events.chain import canonical_json, event_body, event_hash
+from events.chain import canonical_json, chain_hash, row_body
 from events.exceptions import (
     ConcurrencyConflict,
     EventIdReused,
@@ -307,8 +307,7 @@ def _append(
             rows = []
             for new, data in zip(events, payloads, strict=True):
                 version += 1
-                previous_hash = event_hash(
-                    previous_hash=previous_hash,
+                row = Event(
                     event_id=new.event_id,
                     stream_id=stream_id,
                     stream_version=version,
@@ -318,19 +317,8 @@ def _append(
                     metadata=metadata,
                     recorded_at=recorded_at,
                 )
-                rows.append(
-                    Event(
-                        event_id=new.event_id,
-                        stream_id=stream_id,
-                        stream_version=version,
-                        type=new.type,
-                        schema_version=new.schema_version,
-                        data=data,
-                        metadata=metadata,
-                        recorded_at=recorded_at,
-                        hash=previous_hash,
-                    )
-                )
+                row.hash = previous_hash = chain_hash(previous_hash, row_body(row))
+                rows.append(row)
             # ON CONFLICT DO NOTHING instead of a savepoint to recover from the unique violation:
             # the event_id of a retry sent with an expected version that is the head again (the
             # client re-read after its first try went through), or ids used elsewhere. A row
@@ -386,27 +374,17 @@ def _insert_one(
     MAX(position) as this statement's snapshot sees it, without its own row; the append lock
     holds the log still, so it is what the inline views need (runner, head_before).
     """
-    version = expected_version + 1
-    body = event_body(
-        event_id=new.event_id,
-        stream_id=stream_id,
-        stream_version=version,
-        type=new.type,
-        schema_version=new.schema_version,
-        data=data,
-        metadata=metadata,
-        recorded_at=recorded_at,
-    )
     row = Event(
         event_id=new.event_id,
         stream_id=stream_id,
-        stream_version=version,
+        stream_version=expected_version + 1,
         type=new.type,
         schema_version=new.schema_version,
         data=data,
         metadata=metadata,
         recorded_at=recorded_at,
     )
+    body = row_body(row)
     by_name = {field.name: field for field in Event._meta.concrete_fields}
     fields = [by_name[name] for name in _INSERTED]
     values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
