@@ -161,6 +161,19 @@ def _labels(state: _AgentState) -> dict[str, int]:
     return labels
 
 
+def _load_active(agent_id: uuid.UUID, expected_version: int | None) -> _AgentState:
+    """Take the append lock, read the write model, and refuse a stale version or an archived agent.
+
+    The lock comes first (inside the caller's transaction): what is read here is then the
+    stream's newest state, and nothing can be appended between reading it and the append.
+    """
+    state = _load(agent_id, locked_at=append_lock())
+    _check_version(state, expected_version)
+    if state.archived:
+        raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
+    return state
+
+
 def _check_version(state: _AgentState, expected_version: int | None) -> None:
     if expected_version is not None and expected_version != state.version:
         raise ConcurrencyConflict(
@@ -283,10 +296,7 @@ def agent_revise(
     document = parse_agent_document(content)
     context.metadata()
     with transaction.atomic():
-        state = _load(agent_id, locked_at=append_lock())
-        _check_version(state, expected_version)
-        if state.archived:
-            raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
+        state = _load_active(agent_id, expected_version)
         if document.content == state.content:
             return _unchanged(state)
         event = NewEvent(
@@ -305,10 +315,7 @@ def agent_revert(
     """Store an earlier revision's content as a new revision (nothing when it is already current)."""
     context.metadata()
     with transaction.atomic():
-        state = _load(agent_id, locked_at=append_lock())
-        _check_version(state, expected_version)
-        if state.archived:
-            raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
+        state = _load_active(agent_id, expected_version)
         if not 1 <= to_revision <= state.revision:
             raise AgentNotFound(
                 f"agent {state.name!r} has no revision {to_revision} (it has 1 to {state.revision})"
@@ -409,10 +416,7 @@ def agent_label_move(
         )
     metadata = context.metadata()
     with transaction.atomic():
-        state = _load(agent_id, locked_at=append_lock())
-        _check_version(state, expected_version)
-        if state.archived:
-            raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
+        state = _load_active(agent_id, expected_version)
         # Under the lock, so a policy set meanwhile cannot let a move through (promotions).
         if label_is_protected(label):
             raise LabelProtected(
@@ -461,12 +465,8 @@ def agent_patch(
     frontmatter = dict(frontmatter or {})
     context.metadata()
     with transaction.atomic():
-        # The lock first: the content patched below is then the stream's newest, and nothing
-        # can be appended between reading it and appending the result.
-        state = _load(agent_id, locked_at=append_lock())
-        _check_version(state, expected_version)
-        if state.archived:
-            raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
+        # The lock first (_load_active): the content patched below is the stream's newest.
+        state = _load_active(agent_id, expected_version)
         content = document_patch(
             state.content,
             set_keys={key: value for key, value in frontmatter.items() if value is not None},
