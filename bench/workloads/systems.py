@@ -108,8 +108,11 @@ class ThisProject:
             raise Conflict from exc
 
     def bulk_load(self, name: str, contents: list[str]) -> uuid.UUID:
-        """The whole history in one append (as an import would), hash chain and all."""
+        """The whole history in one append (as an import would), hash chain and all, and the
+        claim on its name that the services write with a create (an agent without one is read
+        as archived or bulk-written: its writes then search the stream for its last archive)."""
         from agents_app import event_types
+        from agents_app.models import AgentNameClaim
         from events.services import event_append
         from events.types import NewEvent
 
@@ -125,6 +128,7 @@ class ThisProject:
             event_append(
                 stream_id=agent_id, expected_version=0, events=events, metadata=self.context.metadata()
             )
+            AgentNameClaim.objects.create(name=name, agent_id=agent_id)
         self.names[agent_id] = name
         return agent_id
 

@@ -105,9 +105,8 @@ def reads(bench: Bench) -> tuple[object, int]:
         f"Median of up to {bench.sizes.w5_calls:,} reads per run (fewer when one read is slow: about"
         f" 1.5 s per run, at least one read) of revision 1 and revision {depth:,} of an agent with at"
         f" least {depth:,} revisions; every system's answer is checked to be the same text. ANALYZE runs"
-        " first (as autovacuum would have by then): without statistics PostgreSQL may read this"
-        " project's revision through the (generation, agent_id, occurred_at) index, filtering every"
-        " revision of the agent.",
+        " first (as autovacuum would have by then); this project's reads of a revision take its"
+        " unique key with or without statistics (tests/agents_app/test_revision_plans.py).",
     )
     return handles[id(ours)], depth
 
