@@ -409,9 +409,7 @@ class AgentAdmin(admin.ModelAdmin):
             ),
             path(
                 "<uuid:agent_id>/revisions/<int:revision>/",
-                view(
-                    lambda request, agent_id, revision: revision_page_view(self, request, agent_id, revision)
-                ),
+                view(lambda request, **kwargs: revision_page_view(self, request, **kwargs)),
                 name=f"{name}_revision",
             ),
         ]

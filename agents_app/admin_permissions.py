@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from agents_app import selectors
+from agents_app.diff import permission_changes_html
 from agents_app.models import AgentCurrent
 from agents_app.permissions import VIEW
 from agents_app.selectors import parse_instant, permissions_report, revision_notes
@@ -120,6 +121,9 @@ def permissions_report_view(model_admin: admin.ModelAdmin, request: HttpRequest)
         "range_valid": range_valid,
         "since": since,
         "until": until,
+        # What the pickers show: the instant read (in UTC, the picker's format), else the text sent.
+        "since_value": _picker_value(since, form, "since"),
+        "until_value": _picker_value(until, form, "until"),
         "tools": [
             (tool, _named(names, ids, f"{changelist}?{urlencode({'can': tool})}"))
             for tool, names in report["tools"].items()
@@ -143,6 +147,12 @@ def permissions_report_view(model_admin: admin.ModelAdmin, request: HttpRequest)
         "names_shown": REPORT_NAMES_SHOWN,
     }
     return TemplateResponse(request, "admin/agents_app/agentcurrent/permissions_report.html", context)
+
+
+def _picker_value(instant, form: ReportRangeForm, name: str) -> str:
+    if instant is not None:
+        return f"{instant:%Y-%m-%dT%H:%M:%S}"
+    return str(form.data.get(name, "")) if form.is_bound else ""
 
 
 def _highest(changes: list[dict[str, Any]]) -> str:
@@ -176,6 +186,11 @@ def warning_sentence(warning: Any) -> str:
     return f"line {line}: {warning.get('message', '')}" if line else str(warning.get("message", ""))
 
 
+def _line_of(warning: Any) -> int:
+    line = warning.get("line") if isinstance(warning, dict) else None
+    return line if isinstance(line, int) else 0
+
+
 def notify_saved_revision(request: HttpRequest, *, change: AgentChange) -> None:
     """After a save that stored a revision: a warning listing its document warnings with their
     line numbers, and one saying what it widened; nothing when there is neither."""
@@ -189,22 +204,31 @@ def notify_saved_revision(request: HttpRequest, *, change: AgentChange) -> None:
         return  # still behind: the agent page it leads to says what the views have
     revision = change.revision
     if notes.warnings:
-        shown = [warning_sentence(warning) for warning in notes.warnings[:SAVED_WARNINGS_SHOWN]]
+        # In the order of the file, so that the first ten are the first ten a reader meets.
+        ordered = sorted(notes.warnings, key=_line_of)
+        shown = [warning_sentence(warning) for warning in ordered[:SAVED_WARNINGS_SHOWN]]
         more = len(notes.warnings) - len(shown)
         count = len(notes.warnings)
+        listed = "; ".join(shown) + (f"; and {more} more, listed on the agent page" if more else "")
         messages.warning(
             request,
             f"Revision {revision} is stored with {count} document warning{'s' if count != 1 else ''}: "
-            + "; ".join(shown)
-            + (f"; and {more} more, listed on the agent page." if more else "."),
+            + _sentence(listed),
         )
     widened = [change["detail"] for change in notes.changes if change["kind"] == "widened"]
     if widened:
-        messages.warning(request, f"This revision widens what the agent may do: {'; '.join(widened)}.")
+        messages.warning(
+            request, _sentence(f"This revision widens what the agent may do: {'; '.join(widened)}")
+        )
+
+
+def _sentence(text: str) -> str:
+    """The text with a full stop, unless it already ends a sentence ("did you mean 'tools'?")."""
+    return text if text.endswith((".", "?", "!")) else f"{text}."
 
 
 def revision_page_view(
-    model_admin: Any, request: HttpRequest, agent_id: uuid.UUID, revision: int
+    model_admin: Any, request: HttpRequest, *, agent_id: uuid.UUID, revision: int
 ) -> HttpResponse:
     """One revision: who, when, why, what it changed in the effective permissions, its effective
     permissions and document warnings (with line numbers), and its file."""
@@ -225,6 +249,7 @@ def revision_page_view(
             f"{agent.name}: revision {revision}",
             row=row,
             changes=notes.changes,
+            changes_html=permission_changes_html(notes.changes),
             badge=permission_badge(notes.changes),
         ),
     )

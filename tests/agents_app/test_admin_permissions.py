@@ -91,18 +91,22 @@ def revise(browser, agent_id, content: str, reason: str = "r"):
     return browser.get(response["Location"]).content.decode()
 
 
-def test_creating_an_agent_with_warnings_lists_them_with_their_lines_in_a_message(as_user, people):  # noqa: F811
+def test_creating_an_agent_with_warnings_lists_them_in_file_order_with_their_lines(as_user, people):  # noqa: F811
     browser = as_user(people["editor"])
-    content = agent_text("reviewer", extra="allowedTools: Read\npermissionMode: manual\n")
+    content = agent_text("reviewer", extra="permissionMode: manual\nallowedTools: Read\n")
 
     response = browser.post(url("add"), {"content": content, "reason": "first"})
 
     shown = messages_of(browser.get(response["Location"]).content.decode())
     assert (
-        "Revision 1 is stored with 2 document warnings: line 4: Claude Code ignores 'allowedTools', so the "
-        "agent gets every tool; did you mean 'tools'?; line 5: permissionMode 'manual' is not a mode"
+        '<li class="warning">Revision 1 is stored with 2 document warnings: line 4: permissionMode '
+        "'manual' is not a mode Claude Code knows"
     ) in shown
-    assert 'class="warning"' in browser.get(url("add")).content.decode() or "widens" not in shown
+    assert (
+        "falls back to 'default'; line 5: Claude Code ignores 'allowedTools', so the agent gets every "
+        "tool; did you mean 'tools'?</li>"
+    ) in shown
+    assert "widens" not in shown  # a first revision widens nothing
 
 
 def test_a_save_without_warnings_or_widening_says_only_that_it_saved(as_user, people, agent):  # noqa: F811
@@ -111,7 +115,7 @@ def test_a_save_without_warnings_or_widening_says_only_that_it_saved(as_user, pe
     shown = messages_of(revise(browser, agent.agent_id, agent_text("reviewer", body="Stricter.\n")))
 
     assert shown.count("<li") == 1 and "Saved reviewer as revision 2." in shown
-    assert "warning" not in shown.lower().replace('class="success"', "") and "widens" not in shown
+    assert "document warning" not in shown and "widens" not in shown
 
 
 def test_a_save_that_removes_the_tools_line_says_it_widens_what_the_agent_may_do(as_user, people, agent):  # noqa: F811

@@ -93,10 +93,12 @@ def test_a_range_shows_the_widened_changes_recorded_in_it_and_not_the_others(reg
     assert "runs the tests" in widened and "newly granted: Bash" in widened
     assert "needs everything" not in widened
     assert "from 2026-02-01 00:00:00 UTC until 2026-03-31 00:00:00 UTC" in page
+    assert 'name="since" id="id_since" value="2026-02-01T00:00:00"' in page  # the pickers keep it
 
-    january = registry.get(REPORT, since="2026-01-01T00:00:00Z", until="2026-01-31T00:00:00+00:00")
+    january = registry.get(REPORT, since="2026-01-01T00:00:00Z", until="2026-01-31T01:00:00+01:00")
     widened = section(january.content.decode(), "widened")
     assert "needs everything" in widened and "runs the tests" not in widened
+    assert 'name="until" id="id_until" value="2026-01-31T00:00:00"' in january.content.decode()  # in UTC
 
 
 @pytest.mark.parametrize(
