@@ -26,6 +26,13 @@ from django.utils.html import format_html
 
 from agents_app import event_types as agent_event_types
 from agents_app import services
+from agents_app.admin_permissions import (
+    instant_or_utc,
+    notify_saved_revision,
+    permission_badge,
+    permissions_report_view,
+    revision_page_view,
+)
 from agents_app.diff import DiffSide, html_diff, revision_diff
 from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand, InvalidReference
 from agents_app.labels import label_error
@@ -48,11 +55,11 @@ from agents_app.selectors import (
     agents_that_can,
     changes_since,
     label_moves_page,
-    parse_instant,
     registry_at,
     revision_at,
     revision_blame,
     revision_get,
+    revision_history,
     revision_list,
     revision_provenance,
 )
@@ -366,6 +373,7 @@ class AgentAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         name = "agents_app_agentcurrent"
         return [
+            *self.permission_urls(),
             path("<uuid:agent_id>/compare/", view(self.compare_view), name=f"{name}_compare"),
             path("<uuid:agent_id>/blame/", view(self.blame_view), name=f"{name}_blame"),
             path(
@@ -387,6 +395,23 @@ class AgentAdmin(admin.ModelAdmin):
                 name=f"{name}_label_remove",
             ),
             *super().get_urls(),
+        ]
+
+    def permission_urls(self) -> list:
+        """The security report and the page of one revision (agents_app.admin_permissions)."""
+        view = self.admin_site.admin_view
+        name = "agents_app_agentcurrent"
+        return [
+            path(
+                "permissions/",
+                view(lambda request: permissions_report_view(self, request)),
+                name=f"{name}_permissions_report",
+            ),
+            path(
+                "<uuid:agent_id>/revisions/<int:revision>/",
+                view(lambda request, **kwargs: revision_page_view(self, request, **kwargs)),
+                name=f"{name}_revision",
+            ),
         ]
 
     def _agent(self, request, agent_id) -> AgentCurrent:
@@ -436,6 +461,7 @@ class AgentAdmin(admin.ModelAdmin):
                 _apply_problems(form, exc)
             else:
                 messages.success(request, f"Created {change.name} (revision 1).")
+                notify_saved_revision(request, change=change)
                 return HttpResponseRedirect(
                     reverse("admin:agents_app_agentcurrent_change", args=[change.agent_id])
                 )
@@ -480,6 +506,7 @@ class AgentAdmin(admin.ModelAdmin):
                 else:
                     if change.changed:
                         messages.success(request, f"Saved {change.name} as revision {change.revision}.")
+                        notify_saved_revision(request, change=change)
                     else:
                         messages.info(request, "The content is unchanged: nothing was saved.")
                     return HttpResponseRedirect(
@@ -506,7 +533,10 @@ class AgentAdmin(admin.ModelAdmin):
 
     def history_view(self, request, object_id, extra_context=None):
         agent = self._agent(request, object_id)
-        revisions = list(revision_list(agent_id=agent.agent_id).order_by("-revision").defer("content")[:500])
+        history = revision_history(agent_id=agent.agent_id, limit=500)
+        revisions: list[Any] = [row for row, _ in history]
+        for row, (_, changes) in zip(revisions, history, strict=True):
+            row.permission_badge = permission_badge(changes)
         _attach_git(agent.agent_id, revisions)
         newest = revisions[0].revision if revisions else 1
         return TemplateResponse(
@@ -624,10 +654,21 @@ class AgentAdmin(admin.ModelAdmin):
         return response
 
     def _confirm(
-        self, request, agent, *, title: str, question: str, action, allowed: bool, done: str = "", **extra
+        self,
+        request,
+        agent,
+        *,
+        title: str,
+        question: str,
+        action,
+        allowed: bool,
+        done: str = "",
+        stores_revision: bool = False,
+        **extra,
     ):
         """A confirmation page: `action(context, expected_version)` runs on POST, checked against
-        the version the page was rendered with (OpenedVersionForm), never the one at POST time."""
+        the version the page was rendered with (OpenedVersionForm), never the one at POST time.
+        `stores_revision`: the action stores a revision, whose warnings and widenings are told."""
         if not allowed:
             raise PermissionDenied
         conflict = None
@@ -647,6 +688,8 @@ class AgentAdmin(admin.ModelAdmin):
                     form.add_error(None, str(exc))
                 else:
                     messages.success(request, f"{title}: done ({change.name}, revision {change.revision}).")
+                    if stores_revision and change.changed:
+                        notify_saved_revision(request, change=change)
                     return HttpResponseRedirect(
                         done or reverse("admin:agents_app_agentcurrent_change", args=[agent.agent_id])
                     )
@@ -680,6 +723,7 @@ class AgentAdmin(admin.ModelAdmin):
             title=f"Revert {agent.name} to revision {revision}",
             question=f"Store the content of revision {revision} as a new revision {agent.revision + 1}?",
             allowed=self.has_change_permission(request) and agent.status == "active",
+            stores_revision=True,
             action=lambda context, version: services.agent_revert(
                 agent_id=agent.agent_id, to_revision=revision, context=context, expected_version=version
             ),
@@ -831,15 +875,8 @@ def _reopened(form_class: type[OpenedForm], request, agent: AgentCurrent) -> Ope
     return form
 
 
-def _instant(text: str):
-    """A date-time from the picker (no zone: UTC, as the page says) or ISO 8601 with a zone."""
-    text = text.strip()
-    try:
-        return parse_instant(text)
-    except ValueError as exc:
-        if "time zone" not in str(exc):
-            raise
-    return parse_instant(text + "Z")
+# A date-time from the picker (no zone: UTC, as the page says) or ISO 8601 with a zone.
+_instant = instant_or_utc
 
 
 def _blamed(item: dict[str, Any], compare: str) -> dict[str, Any]:

@@ -518,6 +518,13 @@ def _granted_html(tools: list[str] | None, marked: list[str], element: str, mean
     )
 
 
+def permission_changes_html(changes: list[dict[str, Any]]) -> SafeString:
+    """The compare page's permission section for a list of classified changes (the admin's
+    revision page shows a revision's changes against the one before it with it)."""
+    widened = any(change["kind"] == "widened" for change in changes)
+    return mark_safe(_permissions_html({"changes": changes, "widened": widened}))  # noqa: S308 - escaped
+
+
 def _permissions_html(section: dict[str, Any]) -> str:
     """The permission changes in words, coloured by meaning: widening red/orange, narrowing green."""
     if not section["changes"]:

@@ -545,6 +545,76 @@ def label_history(*, agent_id: uuid.UUID) -> list[StoredEvent]:
 REPORT_MAX_REVISIONS = 500
 
 
+def permission_changes_between(
+    *, before: dict[str, Any] | str | None, after: dict[str, Any], dialect: str
+) -> list[dict[str, Any]]:
+    """Every classified permission change from one stored frontmatter to the next (as JSON).
+
+    The one classification (agents_app.dialects), read from the revisions view's stored
+    frontmatter: the report, the admin history's badges and the admin's note after a save
+    all call it, so they never disagree with the diff.
+    """
+    from agents_app.dialects import permission_changes
+
+    # A subquery's JSON comes back as text on some backends.
+    old = json.loads(before) if isinstance(before, str) else before
+    return [change.as_json() for change in permission_changes(old or {}, after, dialect=dialect)]
+
+
+def revision_history(*, agent_id: uuid.UUID, limit: int) -> list[tuple[AgentRevision, list[dict[str, Any]]]]:
+    """The newest `limit` revisions of an agent, newest first, each with its permission changes:
+    how it changed the effective permissions of the revision before it (revision 1: none).
+
+    One query of `limit` + 1 rows: revisions are numbered without gaps, so each row's
+    predecessor is the next row, and the extra one is the predecessor of the oldest shown.
+    """
+    rows = list(
+        revision_list(agent_id=agent_id)
+        .order_by("-revision")
+        .defer("content", "line_origins", "key_origins")[: limit + 1]
+    )
+    return [
+        (
+            row,
+            permission_changes_between(before=before.frontmatter, after=row.frontmatter, dialect=row.dialect)
+            if before is not None and before.revision == row.revision - 1
+            else [],
+        )
+        for row, before in zip(rows[:limit], [*rows[1:], None], strict=False)
+    ]
+
+
+@dataclass(frozen=True)
+class RevisionNotes:
+    """One revision, its document warnings and its permission changes against the revision
+    before it: what the admin says after a save and on the revision's page."""
+
+    row: AgentRevision
+    warnings: list[dict[str, Any]]
+    changes: list[dict[str, Any]]
+
+
+def revision_notes(*, agent_id: uuid.UUID, revision: int) -> RevisionNotes | None:
+    """A revision with its notes, from the revisions view (it and its predecessor in one query);
+    None when the view does not have it (not applied yet, or no such revision)."""
+    rows = {
+        row.revision: row
+        for row in AgentRevision.objects.raw(
+            REVISION_PAIR, [REVISIONS, _uuid(agent_id), max(revision - 1, 1), revision]
+        )
+    }
+    new = rows.get(revision)
+    if new is None:
+        return None
+    old = rows.get(revision - 1)
+    changes = (
+        permission_changes_between(before=old.frontmatter, after=new.frontmatter, dialect=new.dialect)
+        if old is not None
+        else []
+    )
+    return RevisionNotes(row=new, warnings=list(new.warnings or []), changes=changes)
+
+
 def permissions_report(*, since: dt.datetime | None, until: dt.datetime | None) -> dict[str, Any]:
     """The registry-wide security view (GET /permissions/report/, API.md "Permissions").
 
@@ -552,16 +622,21 @@ def permissions_report(*, since: dt.datetime | None, until: dt.datetime | None) 
     permissions); agents whose documents carry warnings; revisions in [since, until] whose
     change widened permissions, with who and why. Each previous revision's frontmatter comes
     in the same statement (a subquery), and at most REPORT_MAX_REVISIONS are classified.
-    """
-    from agents_app.dialects import permission_changes
 
+    `agent_ids` (active agent name -> id) and each widened entry's `agent_id` let the admin
+    page link the agents; the REST serializer leaves `agent_ids` out.
+    """
     tools: dict[str, list[str]] = {}
     every_tool: list[dict[str, Any]] = []
     modes: dict[str, list[str]] = {}
     servers: dict[str, list[str]] = {}
     warned: list[dict[str, Any]] = []
+    agent_ids: dict[str, uuid.UUID] = {}
     rows = agents_current().filter(status=AgentCurrent.Status.ACTIVE).order_by("name", "agent_id")
-    for name, permissions, warnings in rows.values_list("name", "permissions", "warnings").iterator(2000):
+    for name, agent_id, permissions, warnings in rows.values_list(
+        "name", "agent_id", "permissions", "warnings"
+    ).iterator(2000):
+        agent_ids[name] = agent_id
         if permissions:
             if permissions.get("tools") == "all":
                 every_tool.append({"agent": name, "denied": permissions.get("denied", [])})
@@ -584,23 +659,31 @@ def permissions_report(*, since: dt.datetime | None, until: dt.datetime | None) 
     )
     page = list(
         revisions.values(
-            "name", "revision", "actor", "reason", "recorded_at", "frontmatter", "dialect", "previous"
+            "agent_id",
+            "name",
+            "revision",
+            "actor",
+            "reason",
+            "recorded_at",
+            "frontmatter",
+            "dialect",
+            "previous",
         )[: REPORT_MAX_REVISIONS + 1]
     )
     widened = []
     for row in page[:REPORT_MAX_REVISIONS]:
-        before = row["previous"]
-        if isinstance(before, str):  # a subquery's JSON comes back as text on some backends
-            before = json.loads(before)
         changes = [
-            change.as_json()
-            for change in permission_changes(before or {}, row["frontmatter"], dialect=row["dialect"])
-            if change.kind == "widened"
+            change
+            for change in permission_changes_between(
+                before=row["previous"], after=row["frontmatter"], dialect=row["dialect"]
+            )
+            if change["kind"] == "widened"
         ]
         if changes:
             widened.append(
                 {
                     "agent": row["name"],
+                    "agent_id": row["agent_id"],
                     "revision": row["revision"],
                     "actor": row["actor"],
                     "reason": row["reason"],
@@ -616,4 +699,5 @@ def permissions_report(*, since: dt.datetime | None, until: dt.datetime | None) 
         "warnings": warned,
         "widened": widened,
         "truncated": len(page) > REPORT_MAX_REVISIONS,
+        "agent_ids": agent_ids,
     }

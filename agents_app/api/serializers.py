@@ -248,6 +248,7 @@ class PermissionsReportSerializer(serializers.Serializer):
     mcp_servers = serializers.DictField(help_text="MCP server -> agents")
     warnings = serializers.ListField(child=serializers.DictField(), help_text="[{agent, warnings}]")
     widened = serializers.ListField(
-        child=serializers.DictField(), help_text="[{agent, revision, actor, reason, recorded_at, changes}]"
+        child=serializers.DictField(),
+        help_text="[{agent, agent_id, revision, actor, reason, recorded_at, changes}]",
     )
     truncated = serializers.BooleanField(help_text="More revisions in the range than were classified")

@@ -207,3 +207,53 @@ def test_a_reviewer_reads_blame_travels_in_time_and_removes_a_label(browser, liv
     assert "Remove label staging: done" in page.inner_text(".messagelist")
     assert agent_get(name="planner").labels == {"production": 1}
     assert "staging" not in page.inner_text("#current-labels")
+
+
+@pytest.fixture
+def reviewed_registry(django_user_model, permission_groups):
+    """`deployer`: revision 1 reads only, revision 2 (by ann) removes its tools line; `sloppy`
+    carries `allowedTools`; and victor, who may only view."""
+    from agents_app.services import ChangeContext, agent_create, agent_revise
+
+    context = ChangeContext(actor="ann", source="cli", reason="ship faster")
+    first = agent_create(content=agent_text("deployer", extra="tools: Read, Grep\n"), context=context)
+    agent_revise(agent_id=first.agent_id, content=agent_text("deployer"), context=context)
+    agent_create(
+        content=agent_text("sloppy", extra="tools: Read, Bash\nallowedTools: Read\n"), context=context
+    )
+    user = django_user_model.objects.create_user(username="victor", password=PASSWORD, is_staff=True)
+    user.groups.set(Group.objects.filter(name__in=["Agent viewers"]))
+    return first.agent_id
+
+
+def test_a_security_reviewer_reads_the_permissions_report_and_follows_a_widening(
+    browser, live_server, reviewed_registry
+):
+    page = log_in(browser, live_server, "victor")
+
+    page.click("#operations-module >> text=Permissions report")
+    page.wait_for_selector("#report-tools")
+    bash = page.locator('#report-tools tr[data-tool="Bash"]').inner_text()
+    assert "sloppy" in bash
+    assert "deployer" in page.locator("#every-tool").inner_text()
+    assert "line 5: Claude Code ignores 'allowedTools'" in page.inner_text("#report-warnings")
+    assert "every tool is now granted" in page.inner_text("#widened")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "admin-permissions-report.png"), full_page=True)
+
+    # a range that ends before the change: nothing widened in it; a bad one is explained
+    page.fill("input[name=until]", "2020-01-01T00:00:00")
+    page.click("#report-range >> input[type=submit]")
+    page.wait_for_selector("#widened")
+    assert "No change widened permissions in this range." in page.inner_text("#widened")
+    page.goto(f"{live_server.url}/admin/agents_app/agentcurrent/permissions/?since=soon")
+    assert "“soon” is not a timestamp" in page.inner_text("#range-errors")
+
+    # from the report to the change, then to the history that flags it
+    page.goto(f"{live_server.url}/admin/agents_app/agentcurrent/permissions/")
+    page.click("#widened >> text=revision 1 → 2")
+    page.wait_for_selector("table.agent-diff")
+    assert "every tool is now granted" in page.inner_text("#diff")
+    page.click(".agent-actions >> text=History")
+    page.wait_for_selector("#history")
+    assert page.locator("#history .permission-badge.widened.high").count() == 1
