@@ -5,7 +5,7 @@
 
 Creates its own PostgreSQL databases on PG_URL (default postgres://postgres@127.0.0.1:5432):
 bench_main for everything, bench_empty and bench_depth for W5's appends to a short and a
-long log, and drops them at the end, on error too (--keep keeps bench_main). Runs W1-W6
+long log, and drops them at the end, on error too (--keep keeps bench_main). Runs W1-W7
 (bench/workloads/) for this project, eventsourcing, django-reversion, django-simple-history
 and raw psycopg on the same documents, prints one table and writes it with the machine,
 PostgreSQL settings, package versions, targets and profiles to bench/RESULTS.md (a --quick
@@ -24,7 +24,8 @@ from pathlib import Path
 from bench.workloads import common
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-WORKLOADS = ("W3", "W1", "W2", "W4", "W5", "W6")
+# W7 after W6: the files it imports are not in the storage figures.
+WORKLOADS = ("W3", "W1", "W2", "W4", "W5", "W6", "W7")
 NEEDS = {"W4": "W1", "W5": "W1"}  # W4 and W5 use the agents W1 wrote
 
 
@@ -68,7 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
 
     from bench import report
-    from bench.workloads import w1_sequential, w2_concurrent, w3_rebuild, w4_diff, w5_depth, w6_storage
+    from bench.workloads import (
+        w1_sequential,
+        w2_concurrent,
+        w3_rebuild,
+        w4_diff,
+        w5_depth,
+        w6_storage,
+        w7_import,
+    )
     from bench.workloads.suite import FULL, QUICK, Bench
     from bench.workloads.systems import Raw
 
@@ -79,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "W4": w4_diff,
         "W5": w5_depth,
         "W6": w6_storage,
+        "W7": w7_import,
     }
     bench = Bench(QUICK if args.quick else FULL, profile=not args.no_profile)
     print(

@@ -35,12 +35,12 @@ def document(name: str, version: int, lines: int = 60) -> bytes:
     return f"---\n{frontmatter}---\n{body}".encode()
 
 
-def build_repository(path: Path, *, versions: int, files: int) -> None:
+def build_repository(path: Path, *, versions: int, files: int, prefix: str = "agent") -> None:
     """A repository whose every commit changes one agent file (the first `files` commits add them)."""
     stream = io.BytesIO()
     start = 1_700_000_000
     for number in range(versions):
-        name = f"agent-{number % files:03d}"
+        name = f"{prefix}-{number % files:03d}"
         content = document(name, number // files)
         message = f"Change {name} ({number})".encode()
         stream.write(b"commit refs/heads/main\n")

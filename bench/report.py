@@ -1,4 +1,4 @@
-"""The results table, the targets of issue 7, and the machine they were measured on, as Markdown."""
+"""The results table, the targets of issues 7 and 14, and the machine they were measured on, as Markdown."""
 
 import datetime as dt
 import importlib.metadata
@@ -11,6 +11,7 @@ import psycopg
 from bench.workloads import common
 from bench.workloads.common import Result
 from bench.workloads.suite import Bench
+from bench.workloads.w5_depth import SHALLOW
 
 PACKAGES = (
     "Django",
@@ -127,7 +128,7 @@ def _find(results: list[Result], workload: str, system: str) -> Result | None:
 
 
 def targets(bench: Bench) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) for each target of issue 7 whose workload ran."""
+    """(target, measured, verdict) for each target of issues 7 and 14 whose workload ran."""
     results = bench.results
     peers = [peer.label for peer in bench.peers()]
     rows: list[tuple[str, str, str]] = []
@@ -167,6 +168,17 @@ def targets(bench: Bench) -> list[tuple[str, str, str]]:
                     verdict(ratio >= 0.3),
                 )
             )
+    w1_ours = _find(results, w1, bench.ours.label)
+    w2_ours = _find(results, "W2 8 writers, 8 agents", bench.ours.label)
+    if w1_ours and w2_ours:
+        ratio = w2_ours.median / w1_ours.median
+        rows.append(
+            (
+                "W2: 8 writers on 8 agents >= 1.5x this project's W1",
+                f"{ratio:.2f}x ({_number(w2_ours.median)} vs {_number(w1_ours.median)} edits/s)",
+                verdict(ratio >= 1.5),
+            )
+        )
     w3 = "W3 rebuild (events/s)"
     rebuild = _find(results, w3, "this project: rebuild both views")
     scan = _find(results, w3, "raw server-side cursor scan (limit)")
@@ -217,6 +229,21 @@ def targets(bench: Bench) -> list[tuple[str, str, str]]:
                 verdict(ratio <= 1.2),
             )
         )
+        for kind, workload in (
+            ("revert to revision 1", "W5 revert to revision 1, agent at revision {:,} (ms)"),
+            ("blame", "W5 blame of revision {:,} (ms)"),
+        ):
+            deep = _find(results, workload.format(depth), bench.ours.label)
+            shallow = _find(results, workload.format(SHALLOW), bench.ours.label)
+            if deep and shallow:
+                ratio = deep.median / shallow.median
+                rows.append(
+                    (
+                        f"W5: {kind} at revision {depth:,} within 1.2x of revision {SHALLOW}",
+                        f"{ratio:.2f}x ({_number(deep.median)} vs {_number(shallow.median)} ms)",
+                        verdict(ratio <= 1.2),
+                    )
+                )
     appends = [r for r in results if r.workload.startswith("W5 append") and r.system == bench.ours.label]
     if len(appends) == 2:
         empty, full = appends
@@ -249,6 +276,13 @@ def targets(bench: Bench) -> list[tuple[str, str, str]]:
                     verdict(ratio <= 1.0) if part == "together" else "",
                 )
             )
+    for workload, label in (
+        ("W7 git replay (file versions/s)", "W7: git replay >= 1,000 file versions per second"),
+        ("W7 folder import (files/s)", "W7: bulk import >= 1,000 files per second"),
+    ):
+        imports = _find(results, workload, bench.ours.label)
+        if imports:
+            rows.append((label, f"{_number(imports.median)} per second", verdict(imports.median >= 1000)))
     return rows
 
 
@@ -291,8 +325,14 @@ def sizes(bench: Bench) -> list[str]:
             f"{sizes.w5_depth:,} revisions; {sizes.w5_log_events:,} events, bulk-loaded by SQL",
             "",
         ),
+        (
+            "W7",
+            "1,000 files; 1,000 file versions (issue 14)",
+            f"{sizes.w7_agents:,} files; {sizes.w7_versions:,} file versions",
+            "",
+        ),
     ]
-    lines = ["| workload | issue 7 asks | this run | why smaller |", "| --- | --- | --- | --- |"]
+    lines = ["| workload | issues 7 and 14 ask | this run | why smaller |", "| --- | --- | --- | --- |"]
     lines += [f"| {name} | {asked} | {ran} | {why} |" for name, asked, ran, why in rows]
     return lines
 
@@ -323,7 +363,7 @@ def markdown(bench: Bench, *, runtime: float, quick: bool, command: str, load_be
     lines += ["* " + ", ".join(f"{name} {version}" for name, version in packages().items()), ""]
     lines += ["## Sizes", "", *sizes(bench), ""]
     lines += ["## Results", "", *table(bench.results), ""]
-    lines += ["## Targets (issue 7)", "", "| target | measured | verdict |", "| --- | --- | --- |"]
+    lines += ["## Targets (issues 7 and 14)", "", "| target | measured | verdict |", "| --- | --- | --- |"]
     lines += [f"| {target} | {measured} | {verdict} |" for target, measured, verdict in targets(bench)]
     lines += ["", "## Notes", ""]
     for workload, notes in bench.notes.items():

@@ -31,6 +31,9 @@ class Sizes:
     w5_log_events: int  # events preloaded before the second append measurement
     w5_appends: int  # revisions appended per run
     w5_warmup: int
+    w7_versions: int  # file versions in the replayed git history
+    w7_files: int  # agent files that history changes in turn
+    w7_agents: int  # files in the imported folder
 
 
 FULL = Sizes(
@@ -51,6 +54,9 @@ FULL = Sizes(
     w5_log_events=1_000_000,
     w5_appends=25,
     w5_warmup=10,
+    w7_versions=1_000,
+    w7_files=20,
+    w7_agents=1_000,
 )
 
 # Every code path once, in well under a minute; the figures mean nothing.
@@ -72,6 +78,9 @@ QUICK = Sizes(
     w5_log_events=5_000,
     w5_appends=3,
     w5_warmup=2,
+    w7_versions=30,
+    w7_files=5,
+    w7_agents=20,
 )
 
 

@@ -12,7 +12,7 @@ def test_an_unknown_workload_is_refused_with_the_known_ones_named(capsys):
         _arguments(["--only", "W1,W9"])
 
     assert exit_info.value.code == 2
-    assert "unknown workloads ['W9']; choose from W1, W2, W3, W4, W5, W6" in capsys.readouterr().err
+    assert "unknown workloads ['W9']; choose from W1, W2, W3, W4, W5, W6, W7" in capsys.readouterr().err
 
 
 def test_workloads_that_reuse_w1s_agents_bring_w1_and_run_in_suite_order():
