@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from agents_app.dialects import DEFAULT_DIALECT, file_name_of
 from agents_app.document import NAME_PATTERN
 from agents_app.importing.outcomes import SKIPPED, FileOutcome, ImportRefused
 
@@ -97,13 +98,13 @@ def agent_file_read(path: Path) -> bytes:
         return handle.read(settings.AGENT_MAX_BYTES + 1)
 
 
-def agent_file_path(*, directory: Path, name: str) -> Path:
-    """`directory/<name>.md`, refusing any name that could place the file elsewhere."""
+def agent_file_path(*, directory: Path, name: str, dialect: str = DEFAULT_DIALECT) -> Path:
+    """`directory/<name>.md` (copilot: `<name>.agent.md`), refusing any name that could place it elsewhere."""
     # Stored names always match NAME_PATTERN (no '/', no '..'); checking again here means a
     # row that somehow holds another name still cannot write outside the directory.
     if not NAME_PATTERN.fullmatch(name):
         raise ImportRefused(f"{name!r} is not a safe file name")
-    target = directory / f"{name}.md"
+    target = directory / file_name_of(name, dialect)
     if target.resolve().parent != directory.resolve():
         raise ImportRefused(f"{target} resolves to outside {directory} (a symbolic link?)")
     return target
