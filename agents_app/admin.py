@@ -141,6 +141,7 @@ class AgentAddForm(AgentFileForm):
     dialect = forms.ChoiceField(
         choices=[(key, key) for key in DIALECTS],
         initial=DEFAULT_DIALECT,
+        required=False,  # a form posted without it (a script, an older page) is Claude Code's
         help_text="claude-code: .claude/agents/<name>.md; copilot: .github/agents/<name>.agent.md."
         " It decides how the permissions are read, and cannot change later.",
     )
@@ -149,6 +150,9 @@ class AgentAddForm(AgentFileForm):
         max_length=64,
         help_text="Only for a copilot file without a name key (its file name gives it otherwise).",
     )
+
+    def clean_dialect(self) -> str:
+        return self.cleaned_data["dialect"] or DEFAULT_DIALECT
 
 
 def opened_token(agent: AgentCurrent) -> str:

@@ -137,14 +137,12 @@ def _load(agent_id: uuid.UUID, *, locked_at: dt.datetime) -> _AgentState:
     )
 
 
-def _stream_dialect(agent_id: uuid.UUID) -> str:
-    """The dialect an agent was created with (the default for no such agent: the lock's read says so)."""
+def _stream_dialect(agent_id: uuid.UUID) -> str | None:
+    """The dialect an agent was created with; None for no such agent (the locked read says so)."""
     created = stream_event_at(stream_id=agent_id, stream_version=1)
-    return (
-        event_dialect(created.data)
-        if created is not None and created.type == types.CREATED
-        else DEFAULT_DIALECT
-    )
+    if created is None or created.type != types.CREATED:
+        return None
+    return event_dialect(created.data)
 
 
 def _claimed_name(agent_id: uuid.UUID) -> str | None:
@@ -332,15 +330,14 @@ def agent_revise(
     The content follows the stream's dialect; `dialect`, when given (an import knows it from
     the file name), must be that one: a file cannot turn an agent into another runtime's.
     """
-    # Parsed before the lock (every writer waits on it): the stream's dialect never changes.
-    document = parse_agent_document(content, dialect=_stream_dialect(agent_id))
+    # Checked and parsed before the lock (every writer waits on it): a stream's dialect never changes.
+    stream_dialect = _stream_dialect(agent_id)
+    if dialect is not None and stream_dialect is not None and dialect != stream_dialect:
+        raise InvalidField("dialect", f"the agent is a {stream_dialect} agent; this document is {dialect}")
+    document = parse_agent_document(content, dialect=stream_dialect or DEFAULT_DIALECT)
     context.metadata()
     with transaction.atomic():
         state = _load_active(agent_id, expected_version)
-        if dialect is not None and dialect != state.dialect:
-            raise InvalidField(
-                "dialect", f"agent {state.name!r} is a {state.dialect} agent; this document is {dialect}"
-            )
         if document.content == state.content:
             return _unchanged(state)
         event = NewEvent(

@@ -65,9 +65,10 @@ class CreateInputSerializer(WriteInputSerializer):
         default=DEFAULT_DIALECT,
         help_text="The runtime the file is for (X-Agent-Dialect with a text/markdown body).",
     )
+    # Blank and over-long names get the name rule's 400 (agents_app.document.agent_name).
     name = out.TextField(
         required=False,
-        max_length=200,
+        allow_blank=True,
         help_text="The agent's name when the document has none (copilot); given beside a frontmatter"
         " name it must be the same (X-Agent-Name with a text/markdown body).",
     )
