@@ -300,8 +300,8 @@ def agent_name(document: "AgentDocument", *, given: str | None, given_as: str = 
     if not name:
         raise InvalidField(
             "name",
-            f"a {document.dialect} document without a name key needs the name from the request"
-            " (`name`, or the X-Agent-Name header with a text/markdown body) or from its file name",
+            f"a {document.dialect} document without a name key needs a name given beside it (the name"
+            " field; X-Agent-Name with a raw text/markdown body) or its file name (<name>.agent.md)",
         )
     return name
 

@@ -34,7 +34,10 @@ def test_adding_a_nameless_copilot_agent_with_the_name_field_creates_it_and_its_
     agent = agent_get(name="planner")
     assert (agent.dialect, agent.permissions["tools"]) == ("copilot", [])
     page = browser.get(url("change", agent.agent_id)).content.decode()
-    assert '<span class="agent-dialect">copilot</span>' in page
+    assert 'dialect <span class="agent-dialect">copilot</span>' in page
+    # The permissions panel shows copilot's fields, not Claude Code's mode and subagents.
+    assert "<th>model may pick it</th><td>yes</td>" in page and "<th>target</th><td>all</td>" in page
+    assert "<th>permission mode</th>" not in page
 
 
 def test_an_agent_added_without_a_dialect_is_claude_code(as_user, people):  # noqa: F811
