@@ -233,3 +233,15 @@ def test_the_openapi_schema_lists_the_dialects_of_create(editor_api):
     assert "name" in create_input
     headers = {p["name"] for p in schema["paths"]["/api/v1/agents/"]["post"]["parameters"]}
     assert {"X-Agent-Dialect", "X-Agent-Name"} <= headers
+
+
+def test_the_permissions_report_counts_copilot_agents_by_their_rules_and_gives_them_no_mode(editor_api):
+    create(editor_api, {"content": copilot_text(), "dialect": "copilot", "name": "every-tool"})
+    create(editor_api, {"content": copilot_text(tools="['read']"), "dialect": "copilot", "name": "reader"})
+    create(editor_api, {"content": agent_text("reviewer", extra="tools: Read\n")})
+
+    report = editor_api.get("/api/v1/permissions/report/").json()
+
+    assert report["every_tool"] == [{"agent": "every-tool", "denied": []}]
+    assert report["tools"] == {"Read": ["reviewer"], "read": ["reader"]}
+    assert report["modes"] == {"default": ["reviewer"]}
