@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from agents_app import event_types as types
 from agents_app import selectors
 from agents_app.dialects import DEFAULT_DIALECT, dialect_problem
-from agents_app.document import AgentDocument, agent_name, parse_agent_document
+from agents_app.document import AgentDocument, agent_name, name_problem, parse_agent_document
 from agents_app.exceptions import (
     AgentArchived,
     AgentNotFound,
@@ -214,8 +214,8 @@ def _claim(name: str, agent_id: uuid.UUID) -> None:
 def _new_revision(
     state: _AgentState, document: AgentDocument, event: NewEvent, context: ChangeContext
 ) -> AgentChange:
-    # A document without a name (copilot) keeps the stream's: only a named one renames.
-    name = document.name or state.name
+    # A document without a name (copilot) is named by its event's data (revision_data).
+    name = event_name(event.data, document)
     if name != state.name:
         _claim(name, state.agent_id)
     stored = event_append(
@@ -324,12 +324,17 @@ def agent_revise(
     context: ChangeContext,
     expected_version: int | None = None,
     dialect: str | None = None,
+    name_if_unnamed: str | None = None,
 ) -> AgentChange:
     """Store new content as the next revision; identical content stores nothing; a new name renames.
 
     The content follows the stream's dialect; `dialect`, when given (an import knows it from
     the file name), must be that one: a file cannot turn an agent into another runtime's.
+    A document without a name keeps the agent's, or takes `name_if_unnamed` (a git replay's
+    file name: a renamed copilot file renames its agent, as the runtime would).
     """
+    if name_if_unnamed is not None and (problem := name_problem(name_if_unnamed)) is not None:
+        raise InvalidField("name", f"{problem} (from the file name)")
     # Checked and parsed before the lock (every writer waits on it): a stream's dialect never changes.
     stream_dialect = _stream_dialect(agent_id)
     if dialect is not None and stream_dialect is not None and dialect != stream_dialect:
@@ -338,11 +343,13 @@ def agent_revise(
     context.metadata()
     with transaction.atomic():
         state = _load_active(agent_id, expected_version)
-        if document.content == state.content:
+        unnamed_as = name_if_unnamed or state.name
+        # The same bytes under another file name (a nameless copilot file renamed) still rename.
+        if document.content == state.content and (document.name or unnamed_as) == state.name:
             return _unchanged(state)
         event = NewEvent(
             type=types.REVISED,
-            data=revision_data(document, revision=state.revision + 1, name=state.name),
+            data=revision_data(document, revision=state.revision + 1, name=unnamed_as),
         )
         return _new_revision(state, document, event, context)
 

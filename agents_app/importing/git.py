@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 
 from agents_app import event_types
-from agents_app.dialects import dialect_of_file
+from agents_app.dialects import dialect_module, dialect_of_file
 from agents_app.document import parse_agent_document
 from agents_app.exceptions import AgentArchived, AgentError, DocumentInvalid, NameTaken, StatusUnchanged
 from agents_app.importing.batches import bulk_writes, dry_run_writes
@@ -614,8 +614,16 @@ class _Replay:
                 )
                 self.agents[path] = change.agent_id
                 return self._outcome(CREATED if change.changed else UNCHANGED, commit, path, change)
+            # A copilot file without a name is named by its file: a rename renames the agent.
+            unnamed = None if dialect_module(dialect).NAME_REQUIRED else file_name
             try:
-                change = agent_revise(agent_id=agent_id, content=content, context=context, dialect=dialect)
+                change = agent_revise(
+                    agent_id=agent_id,
+                    content=content,
+                    context=context,
+                    dialect=dialect,
+                    name_if_unnamed=unnamed,
+                )
             except AgentArchived:
                 if step.change.status != "A":
                     raise
@@ -624,7 +632,11 @@ class _Replay:
                 with transaction.atomic():
                     agent_restore(agent_id=agent_id, context=context)
                     change = agent_revise(
-                        agent_id=agent_id, content=content, context=context, dialect=dialect
+                        agent_id=agent_id,
+                        content=content,
+                        context=context,
+                        dialect=dialect,
+                        name_if_unnamed=unnamed,
                     )
                 return self._outcome(RESTORED, commit, path, change)
             return self._outcome(REVISED if change.changed else UNCHANGED, commit, path, change)

@@ -240,3 +240,37 @@ def test_a_rebuild_gives_the_rows_inline_apply_gave_dialects_and_names_included(
         assert result.differences == [] and result.swapped, (name, result)
 
     assert view_rows() == inline
+
+
+def test_a_git_rename_of_a_nameless_copilot_file_renames_its_agent(tmp_path):
+    repo = Repo(tmp_path / "repo")
+    repo.write("planner.agent.md", NAMELESS, folder=".github/agents")
+    repo.commit("add", when="2026-01-05T10:00:00+00:00")
+    repo.git("mv", ".github/agents/planner.agent.md", ".github/agents/architect.agent.md")
+    repo.commit("rename", when="2026-01-06T10:00:00+00:00")
+
+    out = replay(repo.path)
+
+    assert "created 1, revised 1" in out
+    architect = agent_get(name="architect")
+    assert (architect.revision, architect.content, architect.dialect) == (2, NAMELESS.decode(), "copilot")
+    assert list(AgentRevision.objects.order_by("revision").values_list("name", flat=True)) == [
+        "planner",
+        "architect",
+    ]
+    assert AgentNameClaim.objects.get().name == "architect"
+
+
+def test_a_git_rename_of_a_nameless_copilot_file_to_a_bad_name_fails_and_keeps_the_agent(tmp_path):
+    repo = Repo(tmp_path / "repo")
+    repo.write("planner.agent.md", NAMELESS, folder=".github/agents")
+    repo.commit("add", when="2026-01-05T10:00:00+00:00")
+    repo.git("mv", ".github/agents/planner.agent.md", ".github/agents/Bad Name.agent.md")
+    repo.commit("rename", when="2026-01-06T10:00:00+00:00")
+
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_git_history", str(repo.path), stdout=out, stderr=io.StringIO())
+
+    assert "'Bad Name'" in out.getvalue() and "from the file name" in out.getvalue()
+    assert agent_get(name="planner").revision == 1
