@@ -33,8 +33,16 @@ from agents_app.admin_permissions import (
     permissions_report_view,
     revision_page_view,
 )
+from agents_app.dialects import DEFAULT_DIALECT, DIALECTS, file_name_of
 from agents_app.diff import DiffSide, html_diff, revision_diff
-from agents_app.exceptions import AgentError, AgentNotFound, DocumentInvalid, InvalidCommand, InvalidReference
+from agents_app.exceptions import (
+    AgentError,
+    AgentNotFound,
+    DocumentInvalid,
+    InvalidCommand,
+    InvalidField,
+    InvalidReference,
+)
 from agents_app.labels import label_error
 from agents_app.models import AgentCurrent, ApiToken, WebhookDelivery, WebhookSubscription
 from agents_app.permissions import ARCHIVE, CHANGE, MANAGE_TOKENS, PUBLISH, VIEW
@@ -134,6 +142,26 @@ class AgentFileForm(OpenedVersionForm):
         return content
 
 
+class AgentAddForm(AgentFileForm):
+    """The add page's form: the file, and the runtime it is for (the name when its file has none)."""
+
+    dialect = forms.ChoiceField(
+        choices=[(key, key) for key in DIALECTS],
+        initial=DEFAULT_DIALECT,
+        required=False,  # a form posted without it (a script, an older page) is Claude Code's
+        help_text="claude-code: .claude/agents/<name>.md; copilot: .github/agents/<name>.agent.md."
+        " It decides how the permissions are read, and cannot change later.",
+    )
+    name = forms.CharField(
+        required=False,
+        max_length=64,
+        help_text="Only for a copilot file without a name key (its file name gives it otherwise).",
+    )
+
+    def clean_dialect(self) -> str:
+        return self.cleaned_data["dialect"] or DEFAULT_DIALECT
+
+
 def opened_token(agent: AgentCurrent) -> str:
     return signing.dumps([agent.stream_version, agent.revision], salt=f"agent-edit:{agent.agent_id}")
 
@@ -172,6 +200,8 @@ def _apply_problems(form: forms.Form, exc: AgentError) -> None:
         for problem in exc.problems:
             where = f"line {problem.line}: " if problem.line else ""
             form.add_error("content", f"{where}{problem.field}: {problem.message}")
+    elif isinstance(exc, InvalidField) and exc.field in form.fields:
+        form.add_error(exc.field, exc.message)
     else:
         form.add_error(None, str(exc))
 
@@ -449,13 +479,16 @@ class AgentAdmin(admin.ModelAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = AgentFileForm(request.POST or None, initial={"content": NEW_AGENT_TEMPLATE})
+        form = AgentAddForm(request.POST or None, initial={"content": NEW_AGENT_TEMPLATE})
         if request.method == "POST" and form.is_valid():
             context = self._context_for(request)
             try:
                 change = services.agent_create(
                     content=form.content_for(None),
                     context=_with_reason(context, form.cleaned_data["reason"]),
+                    dialect=form.cleaned_data["dialect"],
+                    name=form.cleaned_data["name"] or None,
+                    name_from="the name field",
                 )
             except AgentError as exc:
                 _apply_problems(form, exc)
@@ -650,7 +683,8 @@ class AgentAdmin(admin.ModelAdmin):
         except AgentNotFound:
             raise Http404("no such revision") from None
         response = HttpResponse(row.content, content_type="text/plain; charset=utf-8")
-        response["Content-Disposition"] = f'inline; filename="{row.name}-r{row.revision}.md"'
+        file_name = file_name_of(f"{row.name}-r{row.revision}", row.dialect)
+        response["Content-Disposition"] = f'inline; filename="{file_name}"'
         return response
 
     def _confirm(

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from django.utils.safestring import SafeString, mark_safe
 
 from agents_app.dialects import DEFAULT_DIALECT, effective_permissions, permission_changes
+from agents_app.dialects.claude_code import Change
 from agents_app.line_matching import Opcode, line_opcodes, opcode_changes
 
 CONTEXT_LINES = 3
@@ -279,6 +280,19 @@ def _permissions(old: DiffSide, new: DiffSide) -> tuple[dict[str, Any], list[dic
     cannot disagree (e.g. a removed tools line is a high widening AND `tools_removed`).
     """
     changes = permission_changes(old.frontmatter, new.frontmatter, dialect=new.dialect)
+    if old.dialect != new.dialect:
+        # Two agents of different runtimes (GET /diff/): the changes above read both sides with
+        # the right side's rules; `from` and `to` below each follow their own. Say so first.
+        changes.insert(
+            0,
+            Change(
+                "dialect",
+                "changed",
+                "medium",
+                f"the sides are for different runtimes ({old.dialect} -> {new.dialect}); the changes"
+                f" below read both with {new.dialect}'s rules",
+            ),
+        )
     warnings = [{"code": code, "detail": detail} for change in changes for code, detail in change.warnings]
     section = {
         "from": effective_permissions(old.frontmatter, dialect=old.dialect),

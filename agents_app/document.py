@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from django.conf import settings
 
-from agents_app.dialects import claude_code
-from agents_app.exceptions import DocumentInvalid, DocumentProblem
+from agents_app.dialects import DEFAULT_DIALECT, NAME_OPTIONAL, document_warnings
+from agents_app.exceptions import DocumentInvalid, DocumentProblem, InvalidField
 
 # ARCHITECTURE.md: 1 to 64 lowercase letters, digits, '.', '_' and '-', starting with a letter or
 # digit (real files use `dotnet-framework-4.8-expert`). Two dots in a row are refused: such a name
@@ -50,6 +50,9 @@ class AgentDocument:
     color: str | None
     notes: list[dict[str, Any]] = field(default_factory=list)  # API.md: [{code, message, line?, suggestion?}]
     key_lines: dict[str, int] = field(default_factory=dict)
+    # The rules it was read with; `name` is "" when the dialect lets the frontmatter omit it
+    # (copilot: the name then comes from the file name or the request, see agent_name).
+    dialect: str = DEFAULT_DIALECT
 
     @property
     def warnings(self) -> list[str]:
@@ -269,22 +272,56 @@ def _tools(
 CACHED_TEXT_CHARS = 64 * 1024
 
 
-def parse_agent_document(raw: bytes | str) -> AgentDocument:
-    """Parse and validate a document; raise DocumentInvalid listing every problem found.
+def name_problem(name: Any) -> str | None:
+    """What is wrong with an agent name, or None: the one name rule (frontmatter, file name, request)."""
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
+        return None
+    return (
+        "must be lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, with"
+        f" no '..', at most 64 characters; got {name!r}"
+    )
+
+
+def agent_name(document: "AgentDocument", *, given: str | None, given_as: str = "the request") -> str:
+    """The name of an agent created from `document`: the frontmatter's, else `given`.
+
+    `given` (a request's `name`, a copilot file's name) follows the same name rule; given
+    beside a frontmatter name it must be the same name. A document of a dialect where `name`
+    is optional needs one of the two.
+    """
+    if given is not None:
+        if (problem := name_problem(given)) is not None:
+            raise InvalidField("name", f"{problem} (from {given_as})")
+        if document.name and document.name != given:
+            raise InvalidField(
+                "name", f"the frontmatter names the agent {document.name!r}, {given_as} {given!r}"
+            )
+    name = document.name or given
+    if not name:
+        raise InvalidField(
+            "name",
+            f"a {document.dialect} document without a name key needs a name given beside it (the name"
+            " field; X-Agent-Name with a raw text/markdown body) or its file name (<name>.agent.md)",
+        )
+    return name
+
+
+def parse_agent_document(raw: bytes | str, *, dialect: str = DEFAULT_DIALECT) -> AgentDocument:
+    """Parse and validate a document under `dialect`'s rules; raise DocumentInvalid listing every problem.
 
     The document returned may be shared with other callers: treat it as read-only.
     """
     if isinstance(raw, str) and len(raw) <= CACHED_TEXT_CHARS:
-        return _parse_text(raw, settings.AGENT_MAX_BYTES)
-    return _parse(raw, settings.AGENT_MAX_BYTES)
+        return _parse_text(raw, settings.AGENT_MAX_BYTES, dialect)
+    return _parse(raw, settings.AGENT_MAX_BYTES, dialect)
 
 
 @functools.lru_cache(maxsize=128)
-def _parse_text(raw: str, limit: int) -> AgentDocument:
-    return _parse(raw, limit)
+def _parse_text(raw: str, limit: int, dialect: str) -> AgentDocument:
+    return _parse(raw, limit, dialect)
 
 
-def _parse(raw: bytes | str, limit: int) -> AgentDocument:
+def _parse(raw: bytes | str, limit: int, dialect: str) -> AgentDocument:
     if isinstance(raw, str):
         try:
             raw = raw.encode("utf-8")
@@ -330,16 +367,10 @@ def _parse(raw: bytes | str, limit: int) -> AgentDocument:
         frontmatter["name"] = data["name"]
     name = frontmatter.get("name")
     if name is None or name == "":
-        problems.append(DocumentProblem("name", "is required", key_lines.get("name", 1)))
-    elif not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        problems.append(
-            DocumentProblem(
-                "name",
-                f"must be lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, with"
-                f" no '..', at most 64 characters; got {name!r}",
-                key_lines.get("name"),
-            )
-        )
+        if dialect not in NAME_OPTIONAL:
+            problems.append(DocumentProblem("name", "is required", key_lines.get("name", 1)))
+    elif (name_error := name_problem(name)) is not None:
+        problems.append(DocumentProblem("name", name_error, key_lines.get("name")))
     description = frontmatter.get("description")
     if description is None or (isinstance(description, str) and not description.strip()):
         problems.append(DocumentProblem("description", "is required", key_lines.get("description", 1)))
@@ -368,7 +399,7 @@ def _parse(raw: bytes | str, limit: int) -> AgentDocument:
         )
     if problems:
         raise DocumentInvalid(problems)
-    if not DOCUMENTED_NAME.fullmatch(name):
+    if name and dialect == DEFAULT_DIALECT and not DOCUMENTED_NAME.fullmatch(name):
         warnings.append(
             _note(
                 "name_format",
@@ -377,18 +408,19 @@ def _parse(raw: bytes | str, limit: int) -> AgentDocument:
                 key_lines.get("name"),
             )
         )
-    warnings += claude_code.document_warnings(frontmatter, key_lines)
+    warnings += document_warnings(frontmatter, key_lines, dialect=dialect)
     return AgentDocument(
         content=text,
         frontmatter=frontmatter,
         body=body,
-        name=name,
+        name=name or "",
         description=description,
         tools=tools,
         model=frontmatter.get("model"),
         color=frontmatter.get("color"),
         notes=warnings,
         key_lines=key_lines,
+        dialect=dialect,
     )
 
 

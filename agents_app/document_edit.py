@@ -48,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from agents_app.dialects import DEFAULT_DIALECT
 from agents_app.document import LENIENT_KEY, SafeLoader, _split, parse_agent_document
 from agents_app.exceptions import DocumentInvalid, DocumentProblem
 
@@ -233,8 +234,12 @@ def document_patch(
     set_keys: Mapping[str, Any] | None = None,
     remove_keys: Iterable[str] = (),
     body: str | None = None,
+    dialect: str = DEFAULT_DIALECT,
 ) -> str:
-    """The document with `set_keys` set, `remove_keys` removed and the body replaced; other bytes kept."""
+    """The document with `set_keys` set, `remove_keys` removed and the body replaced; other bytes kept.
+
+    `dialect`: the rules the document is read with (a copilot one may have no name).
+    """
     set_keys = dict(set_keys or {})
     remove = list(dict.fromkeys(remove_keys))
     for key in [*set_keys, *remove]:
@@ -246,7 +251,7 @@ def document_patch(
         if key in set_keys:
             raise _invalid(key, "is both set and removed")
 
-    current = parse_agent_document(content).frontmatter
+    current = parse_agent_document(content, dialect=dialect).frontmatter
     set_keys = {
         key: value for key, value in set_keys.items() if key not in current or not _same(current[key], value)
     }
@@ -284,14 +289,14 @@ def document_patch(
         result = f"{head}\n{_with_line_ending(body, newline)}"
     else:  # '---' was the last line, without a line break
         result = f"{head}{newline}{_with_line_ending(body, newline)}" if body else head
-    return _checked(result, set_keys, remove, strict=strict)
+    return _checked(result, set_keys, remove, strict=strict, dialect=dialect)
 
 
-def _checked(result: str, set_keys: dict[str, Any], remove: list[str], *, strict: bool) -> str:
+def _checked(result: str, set_keys: dict[str, Any], remove: list[str], *, strict: bool, dialect: str) -> str:
     """Parse the result; problems with a patched key are reported as `frontmatter.<key>`."""
     patched = {*set_keys, *remove}
     try:
-        document = parse_agent_document(result)
+        document = parse_agent_document(result, dialect=dialect)
     except DocumentInvalid as exc:
         raise DocumentInvalid(
             [

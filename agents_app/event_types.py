@@ -11,7 +11,9 @@
 | agent.promotion_*   | request_id, label, from/to_revision, comment | no  |
 
 `content` is the full raw text of the file; the name and every other field are parsed from
-it, so a revision whose `name` differs is a rename. Metadata (actor, source, reason,
+it, so a revision whose `name` differs is a rename. Content events also carry `dialect` when
+the stream's is not `claude-code`, and `name` when the content has none (a copilot file):
+see agents_app/revision_data.py. Metadata (actor, source, reason,
 occurred_at, request/correlation/causation ids) is the same for every type.
 """
 

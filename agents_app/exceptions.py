@@ -28,6 +28,15 @@ class DocumentInvalid(AgentError):
         super().__init__("; ".join(str(problem) for problem in problems))
 
 
+class InvalidField(AgentError):
+    """A request field beside the document is wrong (`dialect`, `name`): a 400 naming it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
 class AgentNotFound(AgentError):
     """No agent with that id, name or revision."""
 

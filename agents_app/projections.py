@@ -18,6 +18,7 @@ from agents_app.document import body_lines, parse_agent_document
 from agents_app.exceptions import DocumentInvalid
 from agents_app.line_matching import file_changes, line_opcodes, opcode_changes
 from agents_app.models import AgentCurrent, AgentRevision
+from agents_app.revision_data import event_dialect
 from events.projections import Projection
 from events.rows import rows_insert, rows_update
 from events.types import StoredEvent
@@ -26,10 +27,10 @@ CURRENT = "agents.current"
 REVISIONS = "agents.revisions"
 
 
-def parsed_fields(content: str) -> dict[str, Any]:
-    """The structured fields stored beside the raw content in both views."""
+def parsed_fields(content: str, *, dialect: str = DEFAULT_DIALECT) -> dict[str, Any]:
+    """The structured fields stored beside the raw content in both views, read with `dialect`'s rules."""
     try:
-        document = parse_agent_document(content)
+        document = parse_agent_document(content, dialect=dialect)
     except DocumentInvalid as exc:  # stored under older rules: keep the row, say why it has no fields
         return {
             "frontmatter": {},
@@ -38,7 +39,7 @@ def parsed_fields(content: str) -> dict[str, Any]:
             "model": "",
             "tools": None,
             "warnings": [{"code": "no_longer_valid", "message": f"no longer valid: {exc}"}],
-            "dialect": DEFAULT_DIALECT,
+            "dialect": dialect,
             "permissions": {},
             "sha256": "",
             "name": None,
@@ -51,11 +52,21 @@ def parsed_fields(content: str) -> dict[str, Any]:
         "tools": document.tools,
         "warnings": document.notes,
         # Computed once, when the revision is applied: `?can=` and the agent JSON read it.
-        "dialect": DEFAULT_DIALECT,
-        "permissions": effective_permissions(document.frontmatter),
+        "dialect": dialect,
+        "permissions": effective_permissions(document.frontmatter, dialect=dialect),
         "sha256": document.sha256,
         "name": document.name,
     }
+
+
+def event_fields(event: StoredEvent) -> dict[str, Any]:
+    """parsed_fields of a content event: its stream's dialect, and the name it carries when
+    the content has none (agents_app.revision_data). `name` is None when neither names it
+    (content no longer valid): the row keeps the name it has."""
+    data = event.data
+    fields = parsed_fields(data["content"], dialect=event_dialect(data))
+    fields["name"] = fields["name"] or data.get("name") or None
+    return fields
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -104,7 +115,7 @@ def _revision_values(event: StoredEvent) -> dict[str, Any]:
     revision, and the row-by-row batch): the content, its revision and its parsed fields.
     """
     values = {"revision": event.data["revision"], "content": event.data["content"]}
-    values.update(parsed_fields(event.data["content"]))
+    values.update(event_fields(event))
     if not values["name"]:
         # Content no longer valid under today's rules has no name: the row keeps the one it has.
         del values["name"]
@@ -257,7 +268,7 @@ class RevisionsProjection(Projection):
         for event in events:
             revision = event.data["revision"]
             prior = previous[event.stream_id]
-            fields = parsed_fields(event.data["content"])
+            fields = event_fields(event)
             name = fields.pop("name") or (prior.name if prior else "")
             row_body = event.data["content"][fields["body_start"] :]
             opcodes = None

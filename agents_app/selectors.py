@@ -643,7 +643,8 @@ def permissions_report(*, since: dt.datetime | None, until: dt.datetime | None) 
             else:
                 for tool in permissions.get("tools", []):
                     tools.setdefault(tool, []).append(name)
-            modes.setdefault(permissions.get("mode", "default"), []).append(name)
+            if "mode" in permissions:  # a copilot agent has no permission mode
+                modes.setdefault(permissions["mode"], []).append(name)
             for server in permissions.get("mcp_servers", []):
                 servers.setdefault(server, []).append(name)
         if warnings:

@@ -14,12 +14,21 @@ from django.db import connection, transaction
 
 from agents_app import event_types as types
 from agents_app import selectors
-from agents_app.document import AgentDocument, parse_agent_document
-from agents_app.exceptions import AgentArchived, AgentNotFound, InvalidCommand, NameTaken, StatusUnchanged
+from agents_app.dialects import DEFAULT_DIALECT, dialect_problem
+from agents_app.document import AgentDocument, agent_name, name_problem, parse_agent_document
+from agents_app.exceptions import (
+    AgentArchived,
+    AgentNotFound,
+    InvalidCommand,
+    InvalidField,
+    NameTaken,
+    StatusUnchanged,
+)
 from agents_app.labels import LABEL_PATTERN, RESERVED_LABELS
 from agents_app.models import AgentNameClaim
 from agents_app.promotions.exceptions import LabelProtected
 from agents_app.promotions.selectors import label_is_protected
+from agents_app.revision_data import event_dialect, event_name, revision_data
 from events.exceptions import ConcurrencyConflict
 from events.selectors import (
     event_by_id,
@@ -95,6 +104,7 @@ class _AgentState:
     content: str
     name: str
     archived: bool
+    dialect: str  # the stream's, fixed when it was created
     # What append_lock() returned: the append joins the transaction holding the lock.
     locked_at: dt.datetime
 
@@ -113,7 +123,7 @@ def _load(agent_id: uuid.UUID, *, locked_at: dt.datetime) -> _AgentState:
         name, archived = claimed, False
     else:  # archived, or a stream written without the services (a bulk load)
         last_status = stream_last(stream_id=agent_id, types=frozenset({types.ARCHIVED, types.RESTORED}))
-        name = parse_agent_document(content).name
+        name = event_name(last_content.data)
         archived = last_status is not None and last_status.type == types.ARCHIVED
     return _AgentState(
         agent_id=agent_id,
@@ -122,8 +132,17 @@ def _load(agent_id: uuid.UUID, *, locked_at: dt.datetime) -> _AgentState:
         content=content,
         name=name,
         archived=archived,
+        dialect=event_dialect(last_content.data),
         locked_at=locked_at,
     )
+
+
+def _stream_dialect(agent_id: uuid.UUID) -> str | None:
+    """The dialect an agent was created with; None for no such agent (the locked read says so)."""
+    created = stream_event_at(stream_id=agent_id, stream_version=1)
+    if created is None or created.type != types.CREATED:
+        return None
+    return event_dialect(created.data)
 
 
 def _claimed_name(agent_id: uuid.UUID) -> str | None:
@@ -195,8 +214,10 @@ def _claim(name: str, agent_id: uuid.UUID) -> None:
 def _new_revision(
     state: _AgentState, document: AgentDocument, event: NewEvent, context: ChangeContext
 ) -> AgentChange:
-    if document.name != state.name:
-        _claim(document.name, state.agent_id)
+    # A document without a name (copilot) is named by its event's data (revision_data).
+    name = event_name(event.data, document)
+    if name != state.name:
+        _claim(name, state.agent_id)
     stored = event_append(
         stream_id=state.agent_id,
         expected_version=state.version,
@@ -206,7 +227,7 @@ def _new_revision(
     )
     return AgentChange(
         agent_id=state.agent_id,
-        name=document.name,
+        name=name,
         revision=event.data["revision"],
         stream_version=stored[-1].stream_version,
         changed=True,
@@ -250,14 +271,25 @@ def agent_create(
     context: ChangeContext,
     agent_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
+    dialect: str = DEFAULT_DIALECT,
+    name: str | None = None,
+    name_from: str = "the request",
 ) -> AgentChange:
-    """Create an agent from a document; its name must not belong to another active agent."""
-    document = parse_agent_document(content)
+    """Create an agent from a document of `dialect`; its name must not belong to another active agent.
+
+    `name` is the name given beside the document (a request's, a copilot file's): it must
+    agree with the frontmatter's, and names an agent whose document has none (agent_name).
+    `name_from` says where it came from, for the error.
+    """
+    if (problem := dialect_problem(dialect)) is not None:
+        raise InvalidField("dialect", problem)
+    document = parse_agent_document(content, dialect=dialect)
+    name = agent_name(document, given=name, given_as=name_from)
     metadata = context.metadata()
     agent_id = agent_id or uuid.uuid4()
     event = NewEvent(
         type=types.CREATED,
-        data={"content": document.content, "revision": 1},
+        data=revision_data(document, revision=1, name=name),
         event_id=event_id or uuid.uuid4(),
     )
     with transaction.atomic():
@@ -268,7 +300,7 @@ def agent_create(
             # A retry of a create that went through: answer as before, store nothing.
             return AgentChange(
                 agent_id=earlier.stream_id,
-                name=parse_agent_document(earlier.data["content"]).name,
+                name=event_name(earlier.data),
                 revision=1,
                 stream_version=1,
                 changed=False,
@@ -276,12 +308,12 @@ def agent_create(
             )
         if stream_version(stream_id=agent_id):
             raise InvalidCommand(f"an agent with id {agent_id} already exists")
-        _claim(document.name, agent_id)
+        _claim(name, agent_id)
         stored = event_append(
             stream_id=agent_id, expected_version=0, events=[event], metadata=metadata, locked_at=locked_at
         )
     return AgentChange(
-        agent_id=agent_id, name=document.name, revision=1, stream_version=1, changed=True, events=stored
+        agent_id=agent_id, name=name, revision=1, stream_version=1, changed=True, events=stored
     )
 
 
@@ -291,16 +323,33 @@ def agent_revise(
     content: bytes | str,
     context: ChangeContext,
     expected_version: int | None = None,
+    dialect: str | None = None,
+    name_if_unnamed: str | None = None,
 ) -> AgentChange:
-    """Store new content as the next revision; identical content stores nothing; a new name renames."""
-    document = parse_agent_document(content)
+    """Store new content as the next revision; identical content stores nothing; a new name renames.
+
+    The content follows the stream's dialect; `dialect`, when given (an import knows it from
+    the file name), must be that one: a file cannot turn an agent into another runtime's.
+    A document without a name keeps the agent's, or takes `name_if_unnamed` (a git replay's
+    file name: a renamed copilot file renames its agent, as the runtime would).
+    """
+    if name_if_unnamed is not None and (problem := name_problem(name_if_unnamed)) is not None:
+        raise InvalidField("name", f"{problem} (from the file name)")
+    # Checked and parsed before the lock (every writer waits on it): a stream's dialect never changes.
+    stream_dialect = _stream_dialect(agent_id)
+    if dialect is not None and stream_dialect is not None and dialect != stream_dialect:
+        raise InvalidField("dialect", f"the agent is a {stream_dialect} agent; this document is {dialect}")
+    document = parse_agent_document(content, dialect=stream_dialect or DEFAULT_DIALECT)
     context.metadata()
     with transaction.atomic():
         state = _load_active(agent_id, expected_version)
-        if document.content == state.content:
+        unnamed_as = name_if_unnamed or state.name
+        # The same bytes under another file name (a nameless copilot file renamed) still rename.
+        if document.content == state.content and (document.name or unnamed_as) == state.name:
             return _unchanged(state)
         event = NewEvent(
-            type=types.REVISED, data={"content": document.content, "revision": state.revision + 1}
+            type=types.REVISED,
+            data=revision_data(document, revision=state.revision + 1, name=unnamed_as),
         )
         return _new_revision(state, document, event, context)
 
@@ -323,10 +372,12 @@ def agent_revert(
         target = _revision_event(state, to_revision)
         if target.data["content"] == state.content:
             return _unchanged(state)
-        document = parse_agent_document(target.data["content"])
+        document = parse_agent_document(target.data["content"], dialect=state.dialect)
         event = NewEvent(
             type=types.REVERTED,
-            data={"content": document.content, "revision": state.revision + 1, "reverted_to": to_revision},
+            data=revision_data(
+                document, revision=state.revision + 1, name=state.name, reverted_to=to_revision
+            ),
         )
         return _new_revision(state, document, event, context)
 
@@ -472,11 +523,13 @@ def agent_patch(
             set_keys={key: value for key, value in frontmatter.items() if value is not None},
             remove_keys=[key for key, value in frontmatter.items() if value is None],
             body=body,
+            dialect=state.dialect,
         )
-        document = parse_agent_document(content)
+        document = parse_agent_document(content, dialect=state.dialect)
         if document.content == state.content:
             return _unchanged(state)
         event = NewEvent(
-            type=types.REVISED, data={"content": document.content, "revision": state.revision + 1}
+            type=types.REVISED,
+            data=revision_data(document, revision=state.revision + 1, name=state.name),
         )
         return _new_revision(state, document, event, context)

@@ -21,6 +21,7 @@ from agents_app.exceptions import (
     AgentNotFound,
     DocumentInvalid,
     InvalidCommand,
+    InvalidField,
     InvalidReference,
     NameTaken,
     StatusUnchanged,
@@ -124,6 +125,14 @@ def _domain_problem(exc: Exception) -> Response | None:
             title="Invalid agent definition",
             detail=str(exc),
             errors=errors,
+        )
+    if isinstance(exc, InvalidField):
+        return problem(
+            status_code=400,
+            code="invalid-parameter",
+            title="Invalid parameter",
+            detail=str(exc),
+            errors=[{"field": exc.field, "message": exc.message}],
         )
     if isinstance(exc, AgentNotFound):
         return problem(status_code=404, code="not-found", title="Not found", detail=str(exc))

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # permissionMode, narrow to wide (API.md).
+FILE_SUFFIX = ".md"  # `.claude/agents/<name>.md`
+NAME_REQUIRED = True
 PERMISSION_MODES = ("plan", "dontAsk", "default", "acceptEdits", "auto", "bypassPermissions")
 DEFAULT_MODE = "default"
 MEMORY_SCOPES = ("user", "project", "local")

@@ -36,6 +36,9 @@ KNOWN_KEYS = frozenset(
     }
 )
 TARGETS = ("vscode", "github-copilot")
+FILE_SUFFIX = ".agent.md"  # `.github/agents/<name>.agent.md`
+# The runtime names an agent after its file when the frontmatter has no `name`.
+NAME_REQUIRED = False
 
 
 def _tools(value: Any) -> str | list[str]:

@@ -12,8 +12,13 @@ from pathlib import Path
 
 from django.conf import settings
 
+from agents_app.dialects import DEFAULT_DIALECT, file_name_of
 from agents_app.document import NAME_PATTERN
 from agents_app.importing.outcomes import SKIPPED, FileOutcome, ImportRefused
+
+# Where the runtimes keep their agents in a repository: `.claude/agents/<name>.md` (Claude Code),
+# `.github/agents/<name>.agent.md` (GitHub Copilot). Other folders starting with '.' are skipped.
+RUNTIME_FOLDERS = frozenset({".claude", ".github"})
 
 
 def agent_file_excluded(relative: str, exclude: Sequence[str]) -> bool:
@@ -41,6 +46,8 @@ def agent_files_find(
 ) -> tuple[list[Path], list[FileOutcome]]:
     """The `*.md` files under each folder (a named file as it is), and what was skipped and why.
 
+    Folders starting with '.' are skipped, but for `.claude/agents` and `.github/agents`.
+
     Files matching an `exclude` pattern (see agent_file_excluded) are left out silently.
     """
     found: list[Path] = []
@@ -57,9 +64,14 @@ def agent_files_find(
         # lead anywhere on the machine, or loop.
         for folder, folders, names in os.walk(given):
             here = Path(folder)
+            # In a runtime's own folder (.claude, .github) only its agents/ folder holds agents:
+            # .github's issue templates are Markdown with frontmatter too, and are not agents.
+            runtime_home = here.name in RUNTIME_FOLDERS
             kept = []
             for sub in sorted(folders):
-                if sub.startswith("."):
+                if runtime_home and sub != "agents":
+                    continue
+                if sub.startswith(".") and sub not in RUNTIME_FOLDERS:
                     continue  # .git, .venv, editors' folders: never agent definitions to import
                 if (here / sub).is_symlink():
                     skipped.append(FileOutcome(SKIPPED, str(here / sub), detail="symbolic link to a folder"))
@@ -67,7 +79,7 @@ def agent_files_find(
                 kept.append(sub)
             folders[:] = kept
             for name in sorted(names):
-                if name.startswith(".") or not name.lower().endswith(".md"):
+                if runtime_home or name.startswith(".") or not name.lower().endswith(".md"):
                     continue
                 path = here / name
                 if exclude and agent_file_excluded(path.relative_to(given).as_posix(), exclude):
@@ -97,13 +109,13 @@ def agent_file_read(path: Path) -> bytes:
         return handle.read(settings.AGENT_MAX_BYTES + 1)
 
 
-def agent_file_path(*, directory: Path, name: str) -> Path:
-    """`directory/<name>.md`, refusing any name that could place the file elsewhere."""
+def agent_file_path(*, directory: Path, name: str, dialect: str = DEFAULT_DIALECT) -> Path:
+    """`directory/<name>.md` (copilot: `<name>.agent.md`), refusing any name that could place it elsewhere."""
     # Stored names always match NAME_PATTERN (no '/', no '..'); checking again here means a
     # row that somehow holds another name still cannot write outside the directory.
     if not NAME_PATTERN.fullmatch(name):
         raise ImportRefused(f"{name!r} is not a safe file name")
-    target = directory / f"{name}.md"
+    target = directory / file_name_of(name, dialect)
     if target.resolve().parent != directory.resolve():
         raise ImportRefused(f"{target} resolves to outside {directory} (a symbolic link?)")
     return target

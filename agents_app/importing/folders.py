@@ -5,8 +5,9 @@ from pathlib import Path
 
 from django.db import transaction
 
-from agents_app.document import parse_agent_document
-from agents_app.exceptions import AgentError, DocumentInvalid
+from agents_app.dialects import dialect_of_file
+from agents_app.document import agent_name, parse_agent_document
+from agents_app.exceptions import AgentError, DocumentInvalid, InvalidField
 from agents_app.importing.batches import bulk_writes, dry_run_writes
 from agents_app.importing.files import agent_file_has_frontmatter, agent_file_read, agent_files_find
 from agents_app.importing.outcomes import (
@@ -37,9 +38,13 @@ def _import_file(
         return failure(shown, f"cannot read: {exc.strerror or exc}")
     if not agent_file_has_frontmatter(content):
         return FileOutcome(SKIPPED, shown, detail=NOT_AGENT_FILE, routine=True)
+    # `x.agent.md` is a copilot agent, named `x` when its frontmatter has no name; `x.md` Claude Code's.
+    dialect, file_name = dialect_of_file(path.name)
     try:
-        name = parse_agent_document(content).name
-    except DocumentInvalid as exc:
+        document = parse_agent_document(content, dialect=dialect)
+        given = None if document.name else file_name
+        name = agent_name(document, given=given, given_as="the file name")
+    except (DocumentInvalid, InvalidField) as exc:
         return failure(shown, str(exc))
     if name in names_seen:
         # Two files of one run naming the same agent would silently overwrite each other.
@@ -54,13 +59,15 @@ def _import_file(
             if holder is not None and only_new:
                 return FileOutcome(SKIPPED, shown, name=name, detail=f"agent {name!r} exists (--only-new)")
             if holder is None:
-                change = agent_create(content=content, context=context)
+                change = agent_create(
+                    content=content, context=context, dialect=dialect, name=given, name_from="the file name"
+                )
             else:
-                change = agent_revise(agent_id=holder, content=content, context=context)
+                change = agent_revise(agent_id=holder, content=content, context=context, dialect=dialect)
     except AgentError as exc:
         return failure(shown, str(exc), name)
     action = CREATED if holder is None else REVISED if change.changed else UNCHANGED
-    note = "" if path.stem == name else f"the file name differs from the name {name!r}"
+    note = "" if file_name == name else f"the file name differs from the name {name!r}"
     return FileOutcome(action, shown, name=name, revision=change.revision, detail=note)
 
 

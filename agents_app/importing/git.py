@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 
 from agents_app import event_types
+from agents_app.dialects import dialect_module, dialect_of_file
 from agents_app.document import parse_agent_document
 from agents_app.exceptions import AgentArchived, AgentError, DocumentInvalid, NameTaken, StatusUnchanged
 from agents_app.importing.batches import bulk_writes, dry_run_writes
@@ -53,7 +54,9 @@ from agents_app.services import (
 from events.models import Event
 from events.selectors import head_position
 
-DEFAULT_GIT_GLOB = ".claude/agents/*.md"
+# Claude Code's agents, and GitHub Copilot's (`<name>.agent.md`, agents_app.dialects); a
+# `--glob` given replaces both. Comma-separated: git ORs several pathspecs.
+DEFAULT_GIT_GLOB = ".claude/agents/*.md,.github/agents/*.agent.md"
 
 # Namespace of the create event ids of git replays: uuid5(namespace, "<root>:<commit>:<path>").
 GIT_EVENT_NAMESPACE = uuid.UUID("6b1f7a52-3a8e-4c55-9b1e-5d0c2f4a9e31")
@@ -137,8 +140,13 @@ class GitSideCommit:
 
 
 def git_pathspecs(*, glob: str, exclude: Sequence[str] = ()) -> list[str]:
-    """The git pathspecs of `glob` minus each `exclude` glob, all from the repository's top."""
-    return [f":(top,glob){glob}", *(f":(top,glob,exclude){pattern}" for pattern in exclude)]
+    """The git pathspecs of `glob` (one glob, or several separated by commas) minus each
+    `exclude` glob, all from the repository's top."""
+    globs = [part.strip() for part in glob.split(",") if part.strip()]
+    return [
+        *(f":(top,glob){part}" for part in globs),
+        *(f":(top,glob,exclude){pattern}" for pattern in exclude),
+    ]
 
 
 def _text(raw: bytes) -> str:
@@ -470,11 +478,12 @@ class _Replay:
                 " (what it stored before is kept): run it again to continue"
             )
 
-    def _name_of(self, oid: str | None) -> str | None:
+    def _name_of(self, oid: str | None, path: str) -> str | None:
         if oid is None:
             return None
+        dialect, file_name = dialect_of_file(path.rsplit("/", 1)[-1])
         try:
-            return parse_agent_document(self.blobs.read(oid)).name
+            return parse_agent_document(self.blobs.read(oid), dialect=dialect).name or file_name
         except DocumentInvalid:
             return None
 
@@ -488,10 +497,10 @@ class _Replay:
             # and a file added in one commit with the same agent name are the same agent.
             names: dict[str, str] = {}
             for path, change in deleted.items():
-                if (name := self._name_of(change.old_blob)) is not None:
+                if (name := self._name_of(change.old_blob, path)) is not None:
                     names.setdefault(name, path)
             for change in list(added):
-                name = self._name_of(change.blob)
+                name = self._name_of(change.blob, change.path)
                 if name is not None and name in names:
                     old_path = names.pop(name)
                     del deleted[old_path]
@@ -590,13 +599,31 @@ class _Replay:
             content = self.blobs.read(step.change.blob)
             if agent_id is None and not agent_file_has_frontmatter(content):
                 return FileOutcome(SKIPPED, path, commit=commit.sha, detail=NOT_AGENT_FILE, routine=True)
+            # `x.agent.md` is a copilot agent (named `x` when its frontmatter has no name).
+            dialect, file_name = dialect_of_file(path.rsplit("/", 1)[-1])
             if agent_id is None:
                 event_id = git_create_event_id(root=self.root, commit=commit.sha, path=path)
-                change = agent_create(content=content, context=context, event_id=event_id)
+                named = parse_agent_document(content, dialect=dialect).name
+                change = agent_create(
+                    content=content,
+                    context=context,
+                    event_id=event_id,
+                    dialect=dialect,
+                    name=None if named else file_name,
+                    name_from="the file name",
+                )
                 self.agents[path] = change.agent_id
                 return self._outcome(CREATED if change.changed else UNCHANGED, commit, path, change)
+            # A copilot file without a name is named by its file: a rename renames the agent.
+            unnamed = None if dialect_module(dialect).NAME_REQUIRED else file_name
             try:
-                change = agent_revise(agent_id=agent_id, content=content, context=context)
+                change = agent_revise(
+                    agent_id=agent_id,
+                    content=content,
+                    context=context,
+                    dialect=dialect,
+                    name_if_unnamed=unnamed,
+                )
             except AgentArchived:
                 if step.change.status != "A":
                     raise
@@ -604,7 +631,13 @@ class _Replay:
                 # savepoint for both, so invalid content does not leave it restored.
                 with transaction.atomic():
                     agent_restore(agent_id=agent_id, context=context)
-                    change = agent_revise(agent_id=agent_id, content=content, context=context)
+                    change = agent_revise(
+                        agent_id=agent_id,
+                        content=content,
+                        context=context,
+                        dialect=dialect,
+                        name_if_unnamed=unnamed,
+                    )
                 return self._outcome(RESTORED, commit, path, change)
             return self._outcome(REVISED if change.changed else UNCHANGED, commit, path, change)
         except NameTaken as exc:

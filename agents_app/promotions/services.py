@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from agents_app import event_types as types
 from agents_app.diff import DiffSide, revision_diff
-from agents_app.document import parse_agent_document
 from agents_app.exceptions import AgentArchived, AgentNotFound
 from agents_app.labels import label_error
 from agents_app.promotions.exceptions import (
@@ -28,6 +27,7 @@ from agents_app.promotions.exceptions import (
     PromotionProblem,
 )
 from agents_app.promotions.models import LabelPolicy, PromotionApproval, PromotionRequest
+from agents_app.revision_data import event_document, event_name
 from agents_app.services import MAX_REASON, ChangeContext, _append, _labels, _load, _revision_event
 from events.selectors import stream_version
 from events.services import append_lock, event_append
@@ -114,9 +114,9 @@ def promotion_permissions(old: DiffSide | None, new: DiffSide) -> dict[str, Any]
 
 def _side(state, revision: int) -> DiffSide:
     event = _revision_event(state, revision)
-    document = parse_agent_document(event.data["content"])
+    document = event_document(event.data)
     return DiffSide(
-        agent=document.name,
+        agent=event_name(event.data, document),
         revision=revision,
         content=document.content,
         sha256=document.sha256,
@@ -125,6 +125,7 @@ def _side(state, revision: int) -> DiffSide:
         frontmatter=dict(document.frontmatter),
         body=document.body,
         tools=None if document.tools is None else list(document.tools),
+        dialect=document.dialect,
     )
 
 

@@ -41,8 +41,8 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from agents_app import event_types as agent_event_types
-from agents_app.document import parse_agent_document
 from agents_app.exceptions import AgentError, AgentNotFound
+from agents_app.revision_data import event_name
 from agents_app.selectors import agent_get
 from agents_app.webhooks import delivery
 from agents_app.webhooks.models import WebhookDelivery, WebhookSubscription
@@ -263,7 +263,7 @@ def _name_in(event: StoredEvent) -> str | None:
     if not isinstance(content, str):
         return None
     try:
-        return parse_agent_document(content).name or None
+        return event_name(event.data) or None
     except AgentError:  # an old document the current parser refuses: the caller asks the view
         return None
 

@@ -18,14 +18,24 @@ from agents_app.api.pagination import next_page_token, page_token_parse
 from agents_app.api.permissions import ARCHIVE, CHANGE, VIEW
 from agents_app.api.renderers import MarkdownParser, MarkdownRenderer
 from agents_app.api.views.base import DEFAULT_PAGE, MAX_PAGE, ApiView
+from agents_app.dialects import DEFAULT_DIALECT, DIALECTS, dialect_problem
+from agents_app.exceptions import InvalidField
 from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.selectors import agent_list, agent_list_at, revision_resolve
+
+# With a raw text/markdown body, what a JSON body would carry beside the content comes in headers.
+_HEADER_FIELDS = {"reason": "X-Change-Reason", "dialect": "X-Agent-Dialect", "name": "X-Agent-Name"}
 
 
 def _document_from_request(request: Request) -> tuple[Any, dict[str, Any]]:
     """(content, rest of the JSON body) from a JSON body or a raw text/markdown one."""
     if isinstance(request.data, bytes):
-        return request.data, {"reason": request.headers.get("X-Change-Reason", "")}
+        fields = {
+            field: request.headers[header]
+            for field, header in _HEADER_FIELDS.items()
+            if header in request.headers
+        }
+        return request.data, {"reason": "", **fields}
     if not isinstance(request.data, dict):
         raise serializers.ValidationError({"body": "send a JSON object or a text/markdown file"})
     return None, request.data
@@ -37,7 +47,35 @@ class WriteInputSerializer(serializers.Serializer):
     expected_version = out.WholeNumberField(required=False, min_value=0, max_value=2**31 - 1)
 
 
+class DialectField(serializers.ChoiceField):
+    """`dialect`: an unknown one is a 400 naming the field and the known ones (InvalidField)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=list(DIALECTS), **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if (problem := dialect_problem(data)) is not None:
+            raise InvalidField("dialect", problem)
+        return data
+
+
+class CreateInputSerializer(WriteInputSerializer):
+    dialect = DialectField(
+        required=False,
+        default=DEFAULT_DIALECT,
+        help_text="The runtime the file is for (X-Agent-Dialect with a text/markdown body).",
+    )
+    # Blank and over-long names get the name rule's 400 (agents_app.document.agent_name).
+    name = out.TextField(
+        required=False,
+        allow_blank=True,
+        help_text="The agent's name when the document has none (copilot); given beside a frontmatter"
+        " name it must be the same (X-Agent-Name with a text/markdown body).",
+    )
+
+
 AGENT_EXAMPLE = "---\nname: code-reviewer\ndescription: Reviews diffs\ntools: Read, Grep\n---\nReview.\n"
+COPILOT_EXAMPLE = "---\ndescription: Plans a change\ntools: ['read', 'search']\n---\nPlan.\n"
 
 
 class AgentsApi(ApiView):
@@ -107,23 +145,53 @@ class AgentsApi(ApiView):
 
     @extend_schema(
         operation_id="agents_create",
-        request={"application/json": WriteInputSerializer, "text/markdown": OpenApiTypes.STR},
+        request={"application/json": CreateInputSerializer, "text/markdown": OpenApiTypes.STR},
         parameters=[
             OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
             OpenApiParameter("X-Change-Reason", str, OpenApiParameter.HEADER),
+            OpenApiParameter(
+                "X-Agent-Dialect",
+                str,
+                OpenApiParameter.HEADER,
+                enum=list(DIALECTS),
+                description="With a text/markdown body: the dialect (default claude-code)",
+            ),
+            OpenApiParameter(
+                "X-Agent-Name",
+                str,
+                OpenApiParameter.HEADER,
+                description="With a text/markdown body: the name of a document that has none (copilot)",
+            ),
         ],
-        responses={201: out.AgentOutputSerializer, 409: out.ProblemSerializer, 422: out.ProblemSerializer},
-        examples=[OpenApiExample("create", value={"content": AGENT_EXAMPLE, "reason": "first version"})],
+        responses={
+            201: out.AgentOutputSerializer,
+            400: out.ProblemSerializer,
+            409: out.ProblemSerializer,
+            422: out.ProblemSerializer,
+        },
+        examples=[
+            OpenApiExample("create", value={"content": AGENT_EXAMPLE, "reason": "first version"}),
+            OpenApiExample(
+                "create a copilot agent without a name key",
+                value={"content": COPILOT_EXAMPLE, "dialect": "copilot", "name": "planner"},
+            ),
+        ],
     )
     def post(self, request: Request) -> Response:
         def create() -> Response:
             content, fields = _document_from_request(request)
             if content is None:
-                data = self.validated(WriteInputSerializer, fields)
-                content, reason = data["content"], data["reason"]
+                data = self.validated(CreateInputSerializer, fields)
+                content = data["content"]
             else:
-                reason = self.validated(WriteInputSerializer, {"content": "-", **fields})["reason"]
-            change = services.agent_create(content=content, context=self.change_context(reason))
+                data = self.validated(CreateInputSerializer, {**fields, "content": "-"})
+            change = services.agent_create(
+                content=content,
+                context=self.change_context(data["reason"]),
+                dialect=data["dialect"],
+                name=data.get("name"),
+                name_from="the request's name",
+            )
             return self.agent_response(change.agent_id, status_code=201, stream_version=change.stream_version)
 
         return self.idempotent(create)
