@@ -1,5 +1,6 @@
 """`/agents/`, `/agents/{name}/` and its restore and revert: the agent commands and reads."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import QuerySet
@@ -197,6 +198,23 @@ class AgentsApi(ApiView):
         return self.idempotent(create)
 
 
+def _refuse_identity_change(agent: Any, fields: Any) -> None:
+    """A PUT or PATCH that names another dialect or name than the agent's is refused (400), not
+    ignored: the dialect is fixed when the agent is created, and a rename is a new `name:` line
+    in the document, never a field beside it."""
+    if not isinstance(fields, Mapping):
+        return
+    if "dialect" in fields and fields["dialect"] != agent.dialect:
+        raise InvalidField(
+            "dialect",
+            f"agent {agent.name!r} is a {agent.dialect} agent; a dialect is set when an agent is created",
+        )
+    if "name" in fields and fields["name"] != agent.name:
+        raise InvalidField(
+            "name", f"is not {agent.name!r}; to rename the agent, change the document's name: line"
+        )
+
+
 class PatchInputSerializer(serializers.Serializer):
     frontmatter = serializers.DictField(
         required=False,
@@ -281,6 +299,7 @@ class AgentApi(ApiView):
         def replace() -> Response:
             agent = self.agent()
             content, fields = _document_from_request(request)
+            _refuse_identity_change(agent, fields)
             if content is None:
                 data = self.validated(WriteInputSerializer, fields)
                 content = data["content"]
@@ -316,6 +335,7 @@ class AgentApi(ApiView):
     def patch(self, request: Request, name: str) -> Response:
         def edit() -> Response:
             agent = self.agent()
+            _refuse_identity_change(agent, request.data)
             data = self.validated(PatchInputSerializer, request.data)
             expected = self.expected_version(body_version=data.get("expected_version"), required=True)
             change = services.agent_patch(

@@ -245,3 +245,40 @@ def test_the_permissions_report_counts_copilot_agents_by_their_rules_and_gives_t
     assert report["every_tool"] == [{"agent": "every-tool", "denied": []}]
     assert report["tools"] == {"Read": ["reviewer"], "read": ["reader"]}
     assert report["modes"] == {"default": ["reviewer"]}
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "field"),
+    [
+        ("put", {"content": copilot_text(tools="[]"), "dialect": "claude-code"}, "dialect"),
+        ("put", {"content": copilot_text(tools="[]"), "name": "other"}, "name"),
+        ("patch", {"frontmatter": {"model": "gpt-5"}, "dialect": "claude-code"}, "dialect"),
+        ("patch", {"frontmatter": {"model": "gpt-5"}, "name": "other"}, "name"),
+    ],
+)
+def test_a_revision_that_names_another_dialect_or_name_is_a_400_and_stores_nothing(
+    editor_api, method, body, field
+):
+    create(editor_api, {"content": copilot_text(), "dialect": "copilot", "name": "planner"})
+
+    response = getattr(editor_api, method)(
+        f"{AGENTS}planner/", {"reason": "change", **body}, HTTP_IF_MATCH='"1"'
+    )
+
+    problem = assert_problem(response, 400, "invalid-parameter")
+    assert [error["field"] for error in problem["errors"]] == [field]
+    assert Event.objects.count() == 1
+    assert AgentCurrent.objects.get().dialect == "copilot"
+
+
+def test_a_revision_that_repeats_the_agents_dialect_and_name_is_stored(editor_api):
+    create(editor_api, {"content": copilot_text(), "dialect": "copilot", "name": "planner"})
+
+    response = editor_api.put(
+        f"{AGENTS}planner/",
+        {"content": copilot_text(tools="[]"), "dialect": "copilot", "name": "planner", "reason": "none"},
+        HTTP_IF_MATCH='"1"',
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["permissions"]["tools"] == []
