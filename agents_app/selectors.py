@@ -291,6 +291,13 @@ def _attribution_rows(*, agent_id: uuid.UUID, revisions: list[int]) -> Iterator[
         )
 
 
+def _revisions_two(*, agent_id: uuid.UUID, first: int, second: int) -> dict[int, AgentRevision]:
+    """Two revisions of one agent by their keys, in one statement: revision -> row (those found)."""
+    key = _uuid(agent_id)
+    rows = AgentRevision.objects.raw(REVISION_PAIR, [REVISIONS, key, first, REVISIONS, key, second])
+    return {row.revision: row for row in rows}
+
+
 def revision_pair(
     *, agent: AgentCurrent, from_ref: str | None, to_ref: str | None
 ) -> tuple[AgentRevision, AgentRevision]:
@@ -298,12 +305,7 @@ def revision_pair(
     `from_ref` (default the revision before it; the first revision compares with itself)."""
     new = _revision_number(agent=agent, ref=to_ref or "latest")
     old = _revision_number(agent=agent, ref=from_ref) if from_ref else max(new - 1, 1)
-    rows = {
-        row.revision: row
-        for row in AgentRevision.objects.raw(
-            REVISION_PAIR, [REVISIONS, _uuid(agent.agent_id), old, REVISIONS, _uuid(agent.agent_id), new]
-        )
-    }
+    rows = _revisions_two(agent_id=agent.agent_id, first=old, second=new)
     for number in (old, new):
         if number not in rows:
             raise AgentNotFound(f"agent {agent.agent_id} has no revision {number}")
@@ -597,12 +599,7 @@ class RevisionNotes:
 def revision_notes(*, agent_id: uuid.UUID, revision: int) -> RevisionNotes | None:
     """A revision with its notes, from the revisions view (it and its predecessor in one query);
     None when the view does not have it (not applied yet, or no such revision)."""
-    rows = {
-        row.revision: row
-        for row in AgentRevision.objects.raw(
-            REVISION_PAIR, [REVISIONS, _uuid(agent_id), max(revision - 1, 1), revision]
-        )
-    }
+    rows = _revisions_two(agent_id=agent_id, first=max(revision - 1, 1), second=revision)
     new = rows.get(revision)
     if new is None:
         return None
