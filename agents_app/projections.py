@@ -20,11 +20,13 @@ from agents_app.line_matching import file_changes, line_opcodes, opcode_changes
 from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.revision_data import event_dialect
 from events.projections import Projection
-from events.rows import rows_insert, rows_update
+from events.rows import rows_copy, rows_insert, rows_update
 from events.types import StoredEvent
 
 CURRENT = "agents.current"
 REVISIONS = "agents.revisions"
+# From this many events in one batch the revisions view writes its rows with COPY (events.rows).
+BULK_ROWS = 8
 
 
 def parsed_fields(content: str, *, dialect: str = DEFAULT_DIALECT) -> dict[str, Any]:
@@ -239,34 +241,52 @@ class RevisionsProjection(Projection):
 
     def apply(self, events: list[StoredEvent], *, generation: int) -> None:
         # Revisions run 1..N per agent, so the row before an agent's first event in the batch
-        # is revision - 1: all of them in one query, with only what the comparison needs.
+        # is revision - 1: all of them in one query, with only what the comparison needs. A
+        # batch of many events (a catch-up, a rebuild) goes in by COPY, which has no ON
+        # CONFLICT: the same query then also finds the batch's rows already there (revisions
+        # first..last), which are skipped. A writer's own event or two go in as INSERTs.
+        bulk = len(events) >= BULK_ROWS
         first: dict[uuid.UUID, int] = {}
+        last: dict[uuid.UUID, int] = {}
         for event in events:
             first.setdefault(event.stream_id, event.data["revision"])
+            last[event.stream_id] = event.data["revision"]
         previous: dict[uuid.UUID, AgentRevision | None] = dict.fromkeys(first)
-        pairs = [(agent_id, revision - 1) for agent_id, revision in first.items() if revision > 1]
-        if pairs:
+        present: dict[tuple[uuid.UUID, int], AgentRevision] = {}
+        ranges = [
+            (agent_id, revision - 1, last[agent_id] if bulk else revision - 1)
+            for agent_id, revision in first.items()
+            if bulk or revision > 1
+        ]
+        if ranges:
             agent_id_field = AgentRevision._meta.get_field("agent_id")
             quote = connection.ops.quote_name
             for row in AgentRevision.objects.raw(
                 "SELECT id, agent_id, revision, name, frontmatter, content, body_start,"  # noqa: S608 - no input in it
                 " line_origins, key_origins"
                 f" FROM {quote(AgentRevision._meta.db_table)} WHERE generation = %s AND ("
-                + " OR ".join(["(agent_id = %s AND revision = %s)"] * len(pairs))
+                + " OR ".join(["(agent_id = %s AND revision BETWEEN %s AND %s)"] * len(ranges))
                 + ")",
                 [
                     generation,
                     *(
                         value
-                        for agent_id, revision in pairs
-                        for value in (agent_id_field.get_db_prep_value(agent_id, connection), revision)
+                        for agent_id, low, high in ranges
+                        for value in (agent_id_field.get_db_prep_value(agent_id, connection), low, high)
                     ),
                 ],
             ):
-                previous[row.agent_id] = row
+                if row.revision == first[row.agent_id] - 1:
+                    previous[row.agent_id] = row
+                else:
+                    present[(row.agent_id, row.revision)] = row
         new_rows: list[AgentRevision] = []
         for event in events:
             revision = event.data["revision"]
+            applied = present.get((event.stream_id, revision))
+            if applied is not None:  # from the same immutable event: the next revision builds on it
+                previous[event.stream_id] = applied
+                continue
             prior = previous[event.stream_id]
             fields = event_fields(event)
             name = fields.pop("name") or (prior.name if prior else "")
@@ -331,8 +351,10 @@ class RevisionsProjection(Projection):
             )
             new_rows.append(row)
             previous[event.stream_id] = row
-        # ignore_conflicts: a row already there came from the same immutable event.
-        rows_insert(new_rows, ignore_conflicts=True)
+        if bulk:
+            rows_copy(new_rows)
+        else:  # ignore_conflicts: a row already there came from the same immutable event
+            rows_insert(new_rows, ignore_conflicts=True)
 
     def reset(self, *, generation: int) -> None:
         AgentRevision.objects.filter(generation=generation).delete()
