@@ -103,3 +103,19 @@ def permission_groups(django_db_setup):
             ]
         )
     return groups
+
+
+def run_after_commit(monkeypatch, capture_on_commit, namespace: dict, services: tuple[str, ...]) -> None:
+    """Make each of `services` in a test module's `namespace` run what it queued for after
+    COMMIT (the views' catch-up) when it returns, as a real COMMIT does inside a test's
+    transaction. `capture_on_commit` is pytest-django's django_capture_on_commit_callbacks."""
+
+    def committed(service):
+        def run(**kwargs):
+            with capture_on_commit(execute=True):
+                return service(**kwargs)
+
+        return run
+
+    for service in services:
+        monkeypatch.setitem(namespace, service, committed(namespace[service]))

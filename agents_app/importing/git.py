@@ -8,6 +8,7 @@ walking the already imported commits without writing, then replays only the new 
 """
 
 import datetime as dt
+import functools
 import os
 import subprocess
 import uuid
@@ -616,14 +617,16 @@ class _Replay:
                 return self._outcome(CREATED if change.changed else UNCHANGED, commit, path, change)
             # A copilot file without a name is named by its file: a rename renames the agent.
             unnamed = None if dialect_module(dialect).NAME_REQUIRED else file_name
+            revise = functools.partial(
+                agent_revise,
+                agent_id=agent_id,
+                content=content,
+                context=context,
+                dialect=dialect,
+                name_if_unnamed=unnamed,
+            )
             try:
-                change = agent_revise(
-                    agent_id=agent_id,
-                    content=content,
-                    context=context,
-                    dialect=dialect,
-                    name_if_unnamed=unnamed,
-                )
+                change = revise()
             except AgentArchived:
                 if step.change.status != "A":
                     raise
@@ -631,13 +634,7 @@ class _Replay:
                 # savepoint for both, so invalid content does not leave it restored.
                 with transaction.atomic():
                     agent_restore(agent_id=agent_id, context=context)
-                    change = agent_revise(
-                        agent_id=agent_id,
-                        content=content,
-                        context=context,
-                        dialect=dialect,
-                        name_if_unnamed=unnamed,
-                    )
+                    change = revise()
                 return self._outcome(RESTORED, commit, path, change)
             return self._outcome(REVISED if change.changed else UNCHANGED, commit, path, change)
         except NameTaken as exc:

@@ -20,6 +20,7 @@ from agents_app.selectors import LABEL_PAGE, agent_get, revision_get
 from agents_app.services import agent_create, agent_label_move, agent_revert, agent_revise
 from events import selectors as event_selectors
 from events.models import Event
+from tests.conftest import run_after_commit
 
 pytestmark = pytest.mark.django_db
 
@@ -69,16 +70,12 @@ def log_reads(monkeypatch):
 @pytest.fixture(autouse=True)
 def _commit(monkeypatch, django_capture_on_commit_callbacks):
     """Each write runs what it queued for after COMMIT (the views' catch-up), as a real COMMIT does."""
-
-    def committed(service):
-        def run(**kwargs):
-            with django_capture_on_commit_callbacks(execute=True):
-                return service(**kwargs)
-
-        return run
-
-    for service in ("agent_create", "agent_revise", "agent_revert", "agent_label_move"):
-        monkeypatch.setitem(globals(), service, committed(globals()[service]))
+    run_after_commit(
+        monkeypatch,
+        django_capture_on_commit_callbacks,
+        globals(),
+        ("agent_create", "agent_revise", "agent_revert", "agent_label_move"),
+    )
 
 
 def make_history(context, make_agent_text, revisions: int) -> uuid.UUID:

@@ -16,6 +16,7 @@ from django.db import connection
 from agents_app.models import AgentRevision
 from agents_app.selectors import agent_get, revision_at, revision_blame, revision_get, revision_pair
 from agents_app.services import agent_create, agent_revert, agent_revise
+from tests.conftest import run_after_commit
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -26,16 +27,12 @@ TABLE = AgentRevision._meta.db_table
 @pytest.fixture(autouse=True)
 def _commit(monkeypatch, django_capture_on_commit_callbacks):
     """Each write runs what it queued for after COMMIT (the views' catch-up), as a real COMMIT does."""
-
-    def committed(service):
-        def run(**kwargs):
-            with django_capture_on_commit_callbacks(execute=True):
-                return service(**kwargs)
-
-        return run
-
-    for service in ("agent_create", "agent_revise", "agent_revert"):
-        monkeypatch.setitem(globals(), service, committed(globals()[service]))
+    run_after_commit(
+        monkeypatch,
+        django_capture_on_commit_callbacks,
+        globals(),
+        ("agent_create", "agent_revise", "agent_revert"),
+    )
 
 
 def _history(context, make_agent_text) -> uuid.UUID:
