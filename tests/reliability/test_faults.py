@@ -108,7 +108,7 @@ def _rebuild_held_half_way(stack: ReliabilityStack, projection: str) -> Iterator
     """Hold the next rebuild of `projection` at the first event of agent HELD_AGENT; the generation.
 
     The test writes, without committing, the row the replay will insert for that agent into the
-    generation being built (a copy of the live one): the replay's INSERT then waits on the
+    generation being built (a copy of the live one): the replay's INSERT (or COPY) then waits on the
     unique index for this transaction, after the batches before it committed. Deterministic,
     however fast or slow the machine, and no test-only code in the app.
     """
@@ -137,7 +137,11 @@ def _rebuild_held_half_way(stack: ReliabilityStack, projection: str) -> Iterator
 def _held(stack: ReliabilityStack, projection: str, generation: int) -> dict[str, Any]:
     """Wait until the rebuild waits on the held row; its checkpoint then."""
     wait_until(
-        lambda: _backend(stack, waiting_to=f'INSERT INTO "{VIEW_TABLES[projection]}"'),
+        # The revisions view writes a replayed batch with COPY, the current view with INSERTs.
+        lambda: _backend(
+            stack,
+            waiting_to=(f'INSERT INTO "{VIEW_TABLES[projection]}"', f'COPY "{VIEW_TABLES[projection]}"'),
+        ),
         what="the rebuild held half-way",
     )
     [checkpoint] = [c for c in _checkpoints(stack, projection) if c["generation"] == generation]
@@ -421,9 +425,11 @@ def test_writes_succeed_while_redis_is_down_and_the_views_catch_up_when_it_retur
 # backend found in pg_stat_activity and terminated (pg_terminate_backend: what a database
 # failover, a restart or a network cut does to the web worker's connection), then the lock
 # released. No test-only code in the app, no timing.
-def _backend(stack: ReliabilityStack, *, waiting_to: str = "", querying: str = "", since=None) -> int | None:
+def _backend(
+    stack: ReliabilityStack, *, waiting_to: str | tuple[str, ...] = "", querying: str = "", since=None
+) -> int | None:
     """The pid of the one backend of this database blocked on a lock in `waiting_to` (a statement
-    prefix), or last running a statement on `querying` after `since`."""
+    prefix, or any of several), or last running a statement on `querying` after `since`."""
     rows = stack.sql(
         "SELECT pid, wait_event_type, query, query_start FROM pg_stat_activity"
         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
