@@ -5,14 +5,17 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.db import NotSupportedError, connection
-from django.db.models import F, Func, JSONField, Max, Value
+from django.db.models import F, Func, JSONField, Max, QuerySet, Value
 
 from events.models import Event
 from events.rows import rows_from_cursor
 from events.types import StoredEvent
 from events.upcasting import upcast, upcast_pending
+
+T = TypeVar("T")
 
 
 def stored_event_from_row(row: Event) -> StoredEvent:
@@ -116,7 +119,7 @@ def stream_of_types(*, stream_id: uuid.UUID, types: frozenset[str]) -> list[Stor
 
 def event_by_id(*, event_id: uuid.UUID) -> StoredEvent | None:
     """The stored event with this id, if any (to answer a retried append)."""
-    row = Event.objects.filter(event_id=event_id).first()
+    row = _by_key(Event.objects.filter(event_id=event_id))
     return stored_event_from_row(row) if row else None
 
 
@@ -193,6 +196,17 @@ class _JSONWithoutKey(Func):
         return f"json_remove({column_sql}, '$.' || {key_sql})", [*column_params, *key_params]
 
 
+def _by_key(rows: QuerySet[Any, T]) -> T | None:
+    """The one row of an exact unique-key filter, read without an ORDER BY.
+
+    `.first()` adds ORDER BY position LIMIT 1, and with statistics that count many rows per
+    stream (a long stream, many streams at the same version) PostgreSQL walked the primary key
+    in position order filtering for the key: 5 ms instead of 0.05 at 10,000 events of one
+    stream among 20,000 (issue 13, W5's revert). Without an order only the key's index fits.
+    """
+    return next(iter(rows.order_by()[:1]), None)
+
+
 def event_get(*, position: int) -> StoredEvent | None:
     """One event by its position."""
     row = Event.objects.filter(position=position).first()
@@ -201,16 +215,13 @@ def event_get(*, position: int) -> StoredEvent | None:
 
 def event_previous_hash(*, stream_id: uuid.UUID, stream_version: int) -> str | None:
     """The hash of the event before `stream_version` in its stream (None for the first)."""
-    return (
-        Event.objects.filter(stream_id=stream_id, stream_version=stream_version - 1)
-        .values_list("hash", flat=True)
-        .first()
-    )
+    rows = Event.objects.filter(stream_id=stream_id, stream_version=stream_version - 1)
+    return _by_key(rows.values_list("hash", flat=True))
 
 
 def stream_event_at(*, stream_id: uuid.UUID, stream_version: int) -> StoredEvent | None:
     """The event at one version of a stream: one row through the (stream_id, stream_version) key."""
-    row = Event.objects.filter(stream_id=stream_id, stream_version=stream_version).first()
+    row = _by_key(Event.objects.filter(stream_id=stream_id, stream_version=stream_version))
     return stored_event_from_row(row) if row else None
 
 

@@ -5,6 +5,8 @@ import, before autovacuum's ANALYZE), it read exact (agent, revision) keys throu
 index, whose prefix is the same, and filtered every revision of the agent. These tests wipe
 the revisions view's statistics, capture every statement the commands and reads send to the
 view, and ask PostgreSQL for each one's plan: none may scan the table or filter revisions.
+The last test does the same for a revert's reads of the event log, with statistics that
+invite a walk of the whole log in position order.
 """
 
 import json
@@ -16,6 +18,7 @@ from django.db import connection
 from agents_app.models import AgentRevision
 from agents_app.selectors import agent_get, revision_at, revision_blame, revision_get, revision_pair
 from agents_app.services import agent_create, agent_revert, agent_revise
+from events.models import Event
 from tests.conftest import run_after_commit
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -57,13 +60,15 @@ def _forget_statistics() -> None:
 
 
 class Statements:
-    """The SELECTs sent to the revisions view while the block runs, with their parameters."""
+    """The SELECTs sent to a table (the revisions view unless told) while the block runs, with
+    their parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: str = TABLE) -> None:
+        self.table = table
         self.reads: list[tuple[str, object]] = []
 
     def __call__(self, execute, sql, params, many, context):
-        if sql.lstrip().upper().startswith("SELECT") and TABLE in sql:
+        if sql.lstrip().upper().startswith("SELECT") and f'"{self.table}"' in sql:
             self.reads.append((sql, params))
         return execute(sql, params, many, context)
 
@@ -131,3 +136,38 @@ def test_without_statistics_the_revision_as_of_an_instant_is_read_backwards_from
         "agents_revision_asof_idx",
         "Backward",
     )
+
+
+EVENTS = Event._meta.db_table
+KEYS = ("stream_id", "stream_version", "event_id")
+
+
+def test_with_statistics_of_many_streams_a_revert_reads_the_log_through_its_stream_key(
+    context, make_agent_text
+):
+    """A long stream among many short ones, analysed: statistics then count many events per
+    stream and many streams at each low version, the case where `ORDER BY position LIMIT 1`
+    made PostgreSQL walk the whole log in position order looking for one (stream, version)."""
+    agent_id = _history(context, make_agent_text)
+    for number in range(60):
+        name = f"short-{number}-{uuid.uuid4().hex[:6]}"
+        short = agent_create(content=make_agent_text(name), context=context).agent_id
+        for revision in range(2, 4):
+            agent_revise(
+                agent_id=short, content=make_agent_text(name, body=f"r{revision}\n"), context=context
+            )
+    with connection.cursor() as cursor:
+        cursor.execute(f'ANALYZE "{EVENTS}"')
+    statements = Statements(EVENTS)
+    with connection.execute_wrapper(statements):
+        assert agent_revert(agent_id=agent_id, to_revision=2, context=context).revision == HISTORY + 1
+    assert statements.reads
+    bad = {}
+    for sql, params in statements.reads:
+        for node in _nodes(_plan(sql, params)):
+            filters = f"{node.get('Filter', '')} {node.get('Join Filter', '')}"
+            if node.get("Relation Name") == EVENTS and (
+                node["Node Type"] == "Seq Scan" or any(key in filters for key in KEYS)
+            ):
+                bad.setdefault(sql, []).append(f"{node['Node Type']} {node.get('Index Name', '')} {filters}")
+    assert bad == {}
