@@ -75,14 +75,15 @@ class BlameRevision:
 
 
 def attribution(
-    *, revision: int, actor: str, occurred_at: datetime, recorded_at: datetime, reason: str
+    *, revision: int, actor: str, occurred_at: datetime | str, recorded_at: datetime | str, reason: str
 ) -> dict[str, Any]:
-    """What blame says about the revision a line or key comes from (API.md, blame)."""
+    """What blame says about the revision a line or key comes from (API.md, blame). Instants
+    are datetimes, or already the API's text (the PostgreSQL read formats them: selectors)."""
     return {
         "revision": revision,
         "actor": actor,
-        "occurred_at": iso(occurred_at),
-        "recorded_at": iso(recorded_at),
+        "occurred_at": occurred_at if isinstance(occurred_at, str) else iso(occurred_at),
+        "recorded_at": recorded_at if isinstance(recorded_at, str) else iso(recorded_at),
         "reason": reason or "",
     }
 

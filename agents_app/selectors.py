@@ -94,20 +94,27 @@ AGENT_BY_ID = _statement(_AGENT_BY_ID, AgentCurrent)
 AGENT_BY_NAME = _statement(_AGENT_BY_NAME, AgentCurrent)
 REVISION = _statement(_REVISION, AgentRevision)
 REVISION_PAIR = _statement(_REVISION_PAIR, AgentRevision)
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Blame's attribution of the revisions a document's lines name: on PostgreSQL one exact
 # (generation, agent, revision) probe of the unique key per named revision, in one statement.
 # `revision IN (...)` let the planner, on rows without statistics, scan the agent's whole
 # history through the key's prefix and filter (5.3 ms for 6 revisions of 10,000, issue 13);
 # a LATERAL exact-key lookup has no other plan. Its LIMIT 1 (the key is unique) keeps
 # PostgreSQL from flattening it into a join, which it then also planned as a scan of the
-# agent's history. SQLite plans the IN list by the key. The two instants come as microseconds
-# since the epoch: turning a timestamptz into a datetime took Django's loader about 8 us, more
-# than the rest of a row, and a blame reads up to one row per line (W5: 60 against 10).
+# agent's history. SQLite plans the IN list by the key. The two instants come as the API's
+# text (events.timefmt.iso: UTC, microseconds only when not zero, `Z`): a blame reads up to one
+# row per line (W5: 60 against 10), and turning each timestamptz into a datetime (Django's
+# loader) and back into text cost more than the rest of the row.
+_ISO = (
+    "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+    " || CASE WHEN mod(extract(microseconds FROM {column})::bigint, 1000000) = 0 THEN ''"
+    " ELSE to_char({column} AT TIME ZONE 'UTC', '.US') END || 'Z'"
+)
 ATTRIBUTIONS = _statement(
-    "SELECT named.revision, actor, (extract(epoch FROM occurred_at) * 1000000)::bigint,"
-    " (extract(epoch FROM recorded_at) * 1000000)::bigint, reason"
-    " FROM unnest(%s::integer[]) AS wanted(revision) CROSS JOIN LATERAL ("
+    "SELECT named.revision, actor, "  # noqa: S608 - no input in it
+    + _ISO.format(column="occurred_at")
+    + ", "
+    + _ISO.format(column="recorded_at")
+    + ", reason FROM unnest(%s::integer[]) AS wanted(revision) CROSS JOIN LATERAL ("
     "SELECT revision, actor, occurred_at, recorded_at, reason FROM {table}"
     " WHERE generation = ({live}) AND agent_id = %s AND revision = wanted.revision LIMIT 1) AS named",
     AgentRevision,
@@ -285,14 +292,7 @@ def _attribution_rows(*, agent_id: uuid.UUID, revisions: list[int]) -> Iterator[
         with connection.cursor() as cursor:
             params: list[Any] = [revisions, REVISIONS, _uuid(agent_id)]
             cursor.execute(ATTRIBUTIONS, params)
-            for revision, actor, occurred, recorded, reason in cursor.fetchall():
-                yield {
-                    "revision": revision,
-                    "actor": actor,
-                    "occurred_at": EPOCH + dt.timedelta(microseconds=occurred),
-                    "recorded_at": EPOCH + dt.timedelta(microseconds=recorded),
-                    "reason": reason,
-                }
+            yield from (dict(zip(columns, row, strict=True)) for row in cursor.fetchall())
         return
     for start in range(0, len(revisions), BLAME_BATCH):
         yield from (

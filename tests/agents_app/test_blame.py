@@ -320,3 +320,26 @@ def test_the_migration_fills_the_origins_of_existing_rows_as_the_projection_does
     migration.fill_origins(django_apps, None)
 
     assert list(AgentRevision.objects.order_by("id").values_list("line_origins", "key_origins")) == stored
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        dt.datetime(2026, 1, 2, 3, 4, 5, 120, tzinfo=dt.UTC),
+        dt.datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+    ],
+)
+def test_blame_writes_each_instant_as_the_api_does_whole_seconds_and_fractions_alike(commit, occurred_at):
+    context = ChangeContext(actor="alice", source="cli", reason="then", occurred_at=occurred_at)
+    agent_id = commit(
+        agent_create, content=agent_text("instants", body="one\ntwo\n"), context=context
+    ).agent_id
+    row = agent_revisions().get(agent_id=agent_id, revision=1)
+
+    blamed = revision_blame(agent=agent_get(agent_id=agent_id), ref="1")
+
+    expected = (iso(occurred_at), iso(row.recorded_at))
+    assert {(line["occurred_at"], line["recorded_at"]) for line in blamed["lines"]} == {expected}
+    assert {(key["occurred_at"], key["recorded_at"]) for key in blamed["frontmatter"]} == {expected}
