@@ -5,6 +5,7 @@ append_lock), so the state it reads from the stream cannot change before it appe
 name reservations are decided in that same serial order.
 """
 
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -19,6 +20,7 @@ from agents_app.document import AgentDocument, agent_name, name_problem, parse_a
 from agents_app.exceptions import (
     AgentArchived,
     AgentNotFound,
+    DocumentInvalid,
     InvalidCommand,
     InvalidField,
     NameTaken,
@@ -135,14 +137,6 @@ def _load(agent_id: uuid.UUID, *, locked_at: dt.datetime) -> _AgentState:
         dialect=event_dialect(last_content.data),
         locked_at=locked_at,
     )
-
-
-def _stream_dialect(agent_id: uuid.UUID) -> str | None:
-    """The dialect an agent was created with; None for no such agent (the locked read says so)."""
-    created = stream_event_at(stream_id=agent_id, stream_version=1)
-    if created is None or created.type != types.CREATED:
-        return None
-    return event_dialect(created.data)
 
 
 def _claimed_name(agent_id: uuid.UUID) -> str | None:
@@ -335,14 +329,22 @@ def agent_revise(
     """
     if name_if_unnamed is not None and (problem := name_problem(name_if_unnamed)) is not None:
         raise InvalidField("name", f"{problem} (from the file name)")
-    # Checked and parsed before the lock (every writer waits on it): a stream's dialect never changes.
-    stream_dialect = _stream_dialect(agent_id)
-    if dialect is not None and stream_dialect is not None and dialect != stream_dialect:
-        raise InvalidField("dialect", f"the agent is a {stream_dialect} agent; this document is {dialect}")
-    document = parse_agent_document(content, dialect=stream_dialect or DEFAULT_DIALECT)
+    # Parsed before the lock (every writer waits on it) by the dialect the caller names, else
+    # the default; the stream's own dialect comes with the locked read of its head. Reading it
+    # before the lock cost every revise a round trip (issue 14); a stream of another dialect
+    # than the guess (a copilot agent revised over REST) is parsed again under the lock, and a
+    # document the guess refuses is judged only by its stream's rules.
+    guessed = dialect or DEFAULT_DIALECT
+    document: AgentDocument | None = None
+    with contextlib.suppress(DocumentInvalid):  # judged again below, by the stream's dialect
+        document = parse_agent_document(content, dialect=guessed)
     context.metadata()
     with transaction.atomic():
         state = _load_active(agent_id, expected_version)
+        if dialect is not None and dialect != state.dialect:
+            raise InvalidField("dialect", f"the agent is a {state.dialect} agent; this document is {dialect}")
+        if document is None or state.dialect != guessed:
+            document = parse_agent_document(content, dialect=state.dialect)
         unnamed_as = name_if_unnamed or state.name
         # The same bytes under another file name (a nameless copilot file renamed) still rename.
         if document.content == state.content and (document.name or unnamed_as) == state.name:

@@ -261,3 +261,19 @@ def test_a_revision_reads_the_same_rows_of_the_log_at_300_revisions_as_at_10(
         counts.append(log_reads.rows)
 
     assert counts[0] == counts[1] <= 2  # the write model: the newest content event
+
+
+def test_a_revise_reads_the_log_once_under_the_lock_whatever_the_dialect(context, make_agent_text, log_reads):
+    """One read of the stream's head gives the write model and its dialect: no read before the
+    lock (every writer waits on it), and a copilot agent revised without naming its dialect is
+    still judged by copilot's rules (its document has no name)."""
+    for dialect, name_key in (("claude-code", True), ("copilot", False)):
+        name = f"once-{uuid.uuid4().hex[:8]}"
+        text = make_agent_text(name) if name_key else "---\ndescription: Plans\n---\nPlan.\n"
+        agent_id = agent_create(content=text, context=context, dialect=dialect, name=name).agent_id
+        revised = text.replace("\n---\n", "\nmodel: opus\n---\n", 1)
+        with log_reads:
+            change = agent_revise(agent_id=agent_id, content=revised, context=context)
+        assert (change.revision, change.name) == (2, name)
+        # The head read is the only event the revise reads (the dialect's own read made two).
+        assert log_reads.rows == 1
