@@ -102,7 +102,7 @@ REVISION_PAIR = _statement(_REVISION_PAIR, AgentRevision)
 # PostgreSQL from flattening it into a join, which it then also planned as a scan of the
 # agent's history. SQLite plans the IN list by the key. The two instants come as the API's
 # text (events.timefmt.iso: UTC, microseconds only when not zero, `Z`): a blame reads up to one
-# row per line (W5: 60 against 10), and turning each timestamptz into a datetime (Django's
+# row per line (W5: 41 against 9), and turning each timestamptz into a datetime (Django's
 # loader) and back into text cost more than the rest of the row.
 _ISO = (
     "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
