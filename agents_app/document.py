@@ -18,6 +18,7 @@ import yaml
 from django.conf import settings
 
 from agents_app.dialects import DEFAULT_DIALECT, NAME_OPTIONAL, document_warnings
+from agents_app.dialects.notes import document_note
 from agents_app.exceptions import DocumentInvalid, DocumentProblem, InvalidField
 
 # ARCHITECTURE.md: 1 to 64 lowercase letters, digits, '.', '_' and '-', starting with a letter or
@@ -132,15 +133,6 @@ def _check_yaml_events(frontmatter: str, first_line: int = FIRST_FRONTMATTER_LIN
             depth -= 1
 
 
-def _note(code: str, message: str, line: int | None = None, suggestion: str | None = None) -> dict[str, Any]:
-    note: dict[str, Any] = {"code": code, "message": message}
-    if line is not None:
-        note["line"] = line
-    if suggestion is not None:
-        note["suggestion"] = suggestion
-    return note
-
-
 def _strict(frontmatter: str) -> tuple[dict[str, Any], dict[str, int], list[dict[str, Any]]]:
     """Parse with safe YAML; raises yaml.YAMLError when it is not valid YAML."""
     _check_yaml_events(frontmatter)
@@ -164,7 +156,7 @@ def _strict(frontmatter: str) -> tuple[dict[str, Any], dict[str, int], list[dict
             line = key_node.start_mark.line + FIRST_FRONTMATTER_LINE
             if key in key_lines:
                 warnings.append(
-                    _note(
+                    document_note(
                         "duplicate_key",
                         f"key {key!r} appears on lines {key_lines[key]} and {line}; the last one counts",
                         line,
@@ -232,7 +224,7 @@ def _lenient(
         data,
         key_lines,
         [
-            _note(
+            document_note(
                 "lenient_yaml",
                 f"frontmatter is not strict YAML ({problem}); it was read as plain 'key: value' lines",
                 problem_line,
@@ -262,7 +254,7 @@ def _tools(
             seen.add(tool)
             tools.append(tool)
         elif tool:
-            warnings.append(_note("duplicate_tool", f"tool {tool!r} is listed twice", line))
+            warnings.append(document_note("duplicate_tool", f"tool {tool!r} is listed twice", line))
     return tools
 
 
@@ -391,7 +383,7 @@ def _parse(raw: bytes | str, limit: int, dialect: str) -> AgentDocument:
     tools = _tools(frontmatter.get("tools"), key_lines.get("tools"), problems, warnings)
     if "tools" in frontmatter and frontmatter["tools"] is None:
         warnings.append(
-            _note(
+            document_note(
                 "empty_tools",
                 "tools is empty: like no tools key, the agent is granted every tool",
                 key_lines.get("tools"),
@@ -401,7 +393,7 @@ def _parse(raw: bytes | str, limit: int, dialect: str) -> AgentDocument:
         raise DocumentInvalid(problems)
     if name and dialect == DEFAULT_DIALECT and not DOCUMENTED_NAME.fullmatch(name):
         warnings.append(
-            _note(
+            document_note(
                 "name_format",
                 f"name {name!r} is outside Claude Code's documented set (lowercase letters, digits and"
                 " hyphens); the runtime loads it, other tools may not",

@@ -53,18 +53,23 @@ def event_body(
     )
 
 
+# The event's fields its chain hash covers (event_body's arguments): the append writes these
+# columns, verification reads them back with position and hash.
+HASHED_FIELDS = (
+    "event_id",
+    "stream_id",
+    "stream_version",
+    "type",
+    "schema_version",
+    "data",
+    "metadata",
+    "recorded_at",
+)
+
+
 def row_body(event: Any) -> str:
     """event_body of anything that has the event's fields as attributes (an Event row, a StoredEvent)."""
-    return event_body(
-        event_id=event.event_id,
-        stream_id=event.stream_id,
-        stream_version=event.stream_version,
-        type=event.type,
-        schema_version=event.schema_version,
-        data=event.data,
-        metadata=event.metadata,
-        recorded_at=event.recorded_at,
-    )
+    return event_body(**{name: getattr(event, name) for name in HASHED_FIELDS})
 
 
 def chain_hash(previous_hash: str, body: str) -> str:

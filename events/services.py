@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 
-from events.chain import canonical_json, chain_hash, row_body
+from events.chain import HASHED_FIELDS, canonical_json, chain_hash, row_body
 from events.exceptions import (
     ConcurrencyConflict,
     EventIdReused,
@@ -410,13 +410,4 @@ def _insert_one(
 
 
 # The columns _insert_one writes from the event (position comes from the sequence, hash from the chain).
-_INSERTED = (
-    "event_id",
-    "stream_id",
-    "stream_version",
-    "type",
-    "schema_version",
-    "data",
-    "metadata",
-    "recorded_at",
-)
+_INSERTED = HASHED_FIELDS

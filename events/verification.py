@@ -41,7 +41,7 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from events.chain import SealHasher, event_hash
+from events.chain import HASHED_FIELDS, SealHasher, event_hash
 from events.models import Checkpoint, Event, LogSeal, LogVerification
 from events.sealing import event_entries, log_seal
 
@@ -85,18 +85,7 @@ class VerifyResult:
 
 
 # The columns the hash covers (events.chain.event_hash's arguments), plus position and hash.
-_COLUMNS = (
-    "position",
-    "event_id",
-    "stream_id",
-    "stream_version",
-    "type",
-    "schema_version",
-    "data",
-    "metadata",
-    "recorded_at",
-    "hash",
-)
+_COLUMNS = ("position", *HASHED_FIELDS, "hash")
 
 
 def _sequence_problem(

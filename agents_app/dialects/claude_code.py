@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from agents_app.dialects.notes import document_note
+
 # permissionMode, narrow to wide (API.md).
 FILE_SUFFIX = ".md"  # `.claude/agents/<name>.md`
 NAME_REQUIRED = True
@@ -497,19 +499,10 @@ SUGGESTIONS = {
 _BY_FOLDED = {key.lower().replace("-", "").replace("_", ""): key for key in KNOWN_KEYS}
 
 
-def _warning(code: str, message: str, line: int | None, suggestion: str | None = None) -> dict[str, Any]:
-    note: dict[str, Any] = {"code": code, "message": message}
-    if line is not None:
-        note["line"] = line
-    if suggestion is not None:
-        note["suggestion"] = suggestion
-    return note
-
-
 def _unknown_key(key: str, line: int | None) -> dict[str, Any]:
     if key in SUGGESTIONS:
         suggestion, consequence = SUGGESTIONS[key]
-        return _warning(
+        return document_note(
             "unknown_key",
             f"Claude Code ignores {key!r}, {consequence}; did you mean {suggestion!r}?",
             line,
@@ -517,8 +510,10 @@ def _unknown_key(key: str, line: int | None) -> dict[str, Any]:
         )
     folded = _BY_FOLDED.get(key.lower().replace("-", "").replace("_", ""))
     if folded is not None:
-        return _warning("unknown_key", f"Claude Code ignores {key!r}; did you mean {folded!r}?", line, folded)
-    return _warning("unknown_key", f"Claude Code ignores {key!r}", line)
+        return document_note(
+            "unknown_key", f"Claude Code ignores {key!r}; did you mean {folded!r}?", line, folded
+        )
+    return document_note("unknown_key", f"Claude Code ignores {key!r}", line)
 
 
 def document_warnings(frontmatter: dict[str, Any], key_lines: dict[str, int]) -> list[dict[str, Any]]:
@@ -529,7 +524,7 @@ def document_warnings(frontmatter: dict[str, Any], key_lines: dict[str, int]) ->
             notes.append(_unknown_key(key, key_lines.get(key)))
 
     def invalid(key: str, message: str, suggestion: str | None = None) -> None:
-        notes.append(_warning("invalid_value", message, key_lines.get(key), suggestion))
+        notes.append(document_note("invalid_value", message, key_lines.get(key), suggestion))
 
     mode = frontmatter.get("permissionMode")
     if "permissionMode" in frontmatter and mode not in PERMISSION_MODES:

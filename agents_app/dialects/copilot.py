@@ -15,10 +15,10 @@ from agents_app.dialects.claude_code import (
     _tools_changes,
     _unique_sorted,
     _value_change,
-    _warning,
     split_entries,
     tool_name,
 )
+from agents_app.dialects.notes import document_note
 
 KNOWN_KEYS = frozenset(
     {
@@ -115,14 +115,14 @@ def permission_changes(before: dict[str, Any], after: dict[str, Any]) -> list[Ch
 
 def document_warnings(frontmatter: dict[str, Any], key_lines: dict[str, int]) -> list[dict[str, Any]]:
     notes = [
-        _warning("unknown_key", f"GitHub Copilot ignores {key!r}", key_lines.get(key))
+        document_note("unknown_key", f"GitHub Copilot ignores {key!r}", key_lines.get(key))
         for key in sorted(frontmatter, key=lambda item: key_lines.get(item, 0))
         if key not in KNOWN_KEYS
     ]
     target = frontmatter.get("target")
     if "target" in frontmatter and target not in TARGETS:
         notes.append(
-            _warning(
+            document_note(
                 "invalid_value",
                 f"target {target!r} is not one of {', '.join(TARGETS)}",
                 key_lines.get("target"),
