@@ -13,8 +13,9 @@ from django.http import Http404, HttpRequest, JsonResponse
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import exceptions
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import APIView, exception_handler
 
+from agents_app.api.renderers import ProblemJSONRenderer
 from agents_app.api.serializers import ProblemSerializer
 from agents_app.exceptions import (
     AgentArchived,
@@ -38,6 +39,21 @@ from events.exceptions import (
 logger = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class ProblemErrorsView(APIView):
+    """An API view whose error answers are problem JSON whatever the client asked for (a raw-file
+    or diff renderer could not render them anyway)."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code >= 400 and isinstance(response, Response):
+            response.accepted_renderer = ProblemJSONRenderer()
+            response.accepted_media_type = PROBLEM_CONTENT_TYPE
+            response["Content-Type"] = PROBLEM_CONTENT_TYPE
+        return response
+
+
 PROBLEM_TYPE = "urn:agent-registry:problem:"
 
 

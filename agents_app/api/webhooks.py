@@ -10,11 +10,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from agents_app.api.errors import PROBLEM_CONTENT_TYPE, ApiProblem, InvalidParameter, ProblemAutoSchema
+from agents_app.api.errors import ApiProblem, InvalidParameter, ProblemAutoSchema, ProblemErrorsView
 from agents_app.api.permissions import IsStaff
-from agents_app.api.renderers import ProblemJSONRenderer
 from agents_app.api.serializers import ProblemSerializer
 from agents_app.webhooks import selectors
 from agents_app.webhooks.models import WebhookDelivery, WebhookSubscription
@@ -115,17 +113,9 @@ class RedeliveryQueuedSerializer(serializers.Serializer):
     deliveries = serializers.CharField()
 
 
-class WebhookApiView(APIView):
+class WebhookApiView(ProblemErrorsView):
     permission_classes = [StaffOnly]
     schema = ProblemAutoSchema()
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        if response.status_code >= 400 and isinstance(response, Response):
-            response.accepted_renderer = ProblemJSONRenderer()
-            response.accepted_media_type = PROBLEM_CONTENT_TYPE
-            response["Content-Type"] = PROBLEM_CONTENT_TYPE
-        return response
 
     def subscription(self, webhook_id: int) -> WebhookSubscription:
         found = selectors.webhook_get(subscription_id=webhook_id) if webhook_id <= MAX_ID else None

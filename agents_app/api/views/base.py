@@ -12,21 +12,19 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from agents_app import event_types as agent_event_types
 from agents_app import services
 from agents_app.api import serializers as out
 from agents_app.api.errors import (
-    PROBLEM_CONTENT_TYPE,
     ApiProblem,
     InvalidParameter,
     PreconditionRequired,
     ProblemAutoSchema,
+    ProblemErrorsView,
 )
 from agents_app.api.idempotency import idempotent_write
 from agents_app.api.permissions import OperationPermission
-from agents_app.api.renderers import ProblemJSONRenderer
 from agents_app.document import NAME_PATTERN
 from agents_app.exceptions import AgentNotFound
 from agents_app.models import AgentCurrent
@@ -77,7 +75,7 @@ class Renamed(Exception):  # control flow, not an error: answered with a 301
         self.agent = agent
 
 
-class ApiView(APIView):
+class ApiView(ProblemErrorsView):
     """Base of every API view: problem bodies for errors, the caller's change context, ETags."""
 
     permission_classes = [OperationPermission]
@@ -111,16 +109,6 @@ class ApiView(APIView):
         if isinstance(exc, Renamed):
             return self._redirect_to(exc.agent)
         return super().handle_exception(exc)
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        if response.status_code >= 400 and isinstance(response, Response):
-            # Errors are problem JSON whatever the client asked for (the raw-file renderer
-            # could not render them anyway).
-            response.accepted_renderer = ProblemJSONRenderer()
-            response.accepted_media_type = PROBLEM_CONTENT_TYPE
-            response["Content-Type"] = PROBLEM_CONTENT_TYPE
-        return response
 
     def _redirect_to(self, agent: AgentCurrent) -> HttpResponsePermanentRedirect:
         old = self.kwargs["name"]
