@@ -24,3 +24,11 @@ def iso(instant: dt.datetime) -> str:
         instant = instant.replace(tzinfo=dt.UTC)
     text = instant.astimezone(dt.UTC).isoformat()
     return text.removesuffix("+00:00") + "Z"
+
+
+def iso_from_json(text: str) -> str:
+    """`iso` of a UTC timestamp as PostgreSQL's JSON writes it ("2026-12-07T14:50:07.12"):
+    the same text without building a datetime (PostgreSQL drops trailing zeros of the
+    fraction; Python writes six digits whenever there is one)."""
+    seconds, dot, fraction = text.partition(".")
+    return f"{seconds}.{fraction.ljust(6, '0')}Z" if dot else f"{seconds}Z"

@@ -14,11 +14,17 @@ from django.test.utils import CaptureQueriesContext
 from agents_app.blame import BlameRevision, blame
 from agents_app.models import AgentRevision
 from agents_app.projections import REVISIONS
-from agents_app.selectors import agent_get, agent_revisions, revision_blame, revision_list
+from agents_app.selectors import (
+    agent_get,
+    agent_revisions,
+    revision_attributions,
+    revision_blame,
+    revision_list,
+)
 from agents_app.services import ChangeContext, agent_create, agent_revise
 from events.models import Checkpoint
 from events.rebuild import projection_rebuild
-from events.timefmt import iso
+from events.timefmt import iso, iso_from_json
 from tests.conftest import agent_text
 
 START = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -343,3 +349,46 @@ def test_blame_writes_each_instant_as_the_api_does_whole_seconds_and_fractions_a
     expected = (iso(occurred_at), iso(row.recorded_at))
     assert {(line["occurred_at"], line["recorded_at"]) for line in blamed["lines"]} == {expected}
     assert {(key["occurred_at"], key["recorded_at"]) for key in blamed["frontmatter"]} == {expected}
+
+
+@pytest.mark.django_db
+def test_blame_instants_do_not_depend_on_the_sessions_datestyle_or_time_zone(commit):
+    """PostgreSQL writes the attributions' instants (selectors.ATTRIBUTIONS); a session set to
+    another DateStyle or zone must not change what the API says."""
+    if connection.vendor != "postgresql":
+        pytest.skip("DateStyle and the session time zone are PostgreSQL's")
+    occurred_at = dt.datetime(2026, 3, 4, 5, 6, 7, 890000, tzinfo=dt.UTC)
+    context = ChangeContext(actor="alice", source="cli", reason="then", occurred_at=occurred_at)
+    agent_id = commit(agent_create, content=agent_text("zones", body="one\n"), context=context).agent_id
+    expected = revision_attributions(agent_id=agent_id, revisions=[1])
+    with connection.cursor() as cursor:
+        cursor.execute("SET DateStyle = 'SQL, DMY'")
+        cursor.execute("SET TIME ZONE 'America/New_York'")
+    try:
+        # Only this read: psycopg itself cannot load a timestamptz written in DateStyle SQL.
+        attributions = revision_attributions(agent_id=agent_id, revisions=[1])
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET DateStyle")
+            cursor.execute("SET TIME ZONE 'UTC'")
+
+    assert attributions == expected
+    assert attributions[1]["occurred_at"] == "2026-03-04T05:06:07.890000Z"
+    recorded_at = agent_revisions().get(agent_id=agent_id, revision=1).recorded_at
+    assert attributions[1]["recorded_at"] == iso(recorded_at)
+
+
+@pytest.mark.parametrize(
+    "instant",
+    [
+        dt.datetime(2026, 1, 2, 3, 4, 5),
+        dt.datetime(2026, 1, 2, 3, 4, 5, 120),
+        dt.datetime(2026, 1, 2, 3, 4, 5, 500000),
+        dt.datetime(1000, 1, 1, 0, 0, 0, 999999),
+    ],
+)
+def test_an_instant_as_postgresqls_json_writes_it_reads_as_the_api_writes_it(instant):
+    # PostgreSQL's JSON drops the fraction's trailing zeros: .000120 is ".00012", .5 is ".5".
+    json_text = instant.isoformat().rstrip("0").rstrip(".") if instant.microsecond else instant.isoformat()
+
+    assert iso_from_json(json_text) == iso(instant.replace(tzinfo=dt.UTC))
