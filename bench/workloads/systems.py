@@ -139,10 +139,11 @@ class ThisProject:
 
     def diff(self, handle: uuid.UUID, old: int, new: int) -> dict[str, Any]:
         """What GET /agents/<name>/diff/?from=&to= computes, without HTTP."""
-        from agents_app.selectors import agent_get, revision_pair
+        from agents_app.selectors import revision_pair_by_name
 
-        agent = agent_get(name=self.names[handle])
-        old_row, new_row = revision_pair(agent=agent, from_ref=str(old), to_ref=str(new))
+        pair = revision_pair_by_name(name=self.names[handle], from_ref=str(old), to_ref=str(new))
+        assert pair is not None, "the diff endpoint's one-statement read answers on PostgreSQL"
+        old_row, new_row = pair
         return revision_diff(old=DiffSide.from_revision(old_row), new=DiffSide.from_revision(new_row))
 
     def storage(self) -> dict[str, tuple[int, int]]:

@@ -1,7 +1,8 @@
 """W4 diff: revisions 1 and 51 of the W1 agent, computed by each system, then over HTTP.
 
-In process: this project reads the agent and both revision rows through the selectors and
-runs agents_app.diff.revision_diff (what the diff endpoint does, minus HTTP). Each peer
+In process: this project reads the agent and both revision rows in one statement
+(selectors.revision_pair_by_name) and runs agents_app.diff.revision_diff (what the diff
+endpoint does, minus HTTP). Each peer
 reads its two stored versions through its own API, parses them as the service would
 (the peers store raw text only) and runs the same revision_diff, so every system returns
 the same answer. Raw: two SELECTs and difflib.unified_diff of the two texts, the least

@@ -16,7 +16,14 @@ import pytest
 from django.db import connection
 
 from agents_app.models import AgentRevision
-from agents_app.selectors import agent_get, revision_at, revision_blame, revision_get, revision_pair
+from agents_app.selectors import (
+    agent_get,
+    revision_at,
+    revision_blame,
+    revision_get,
+    revision_pair,
+    revision_pair_by_name,
+)
 from agents_app.services import agent_create, agent_revert, agent_revise
 from events.models import Event
 from tests.conftest import run_after_commit
@@ -110,6 +117,9 @@ def test_without_statistics_every_read_of_a_revision_goes_through_its_key(contex
         assert {line["revision"] for line in blame["lines"]} > {HISTORY, HISTORY - 1}
         old, new = revision_pair(agent=agent, from_ref="2", to_ref="250")
         assert (old.revision, new.revision) == (2, 250)
+        pair = revision_pair_by_name(name=agent.name, from_ref="2", to_ref="250")
+        assert pair is not None
+        assert (pair[0].revision, pair[1].revision) == (2, 250)
         reverted = agent_revert(agent_id=agent_id, to_revision=1, context=context)
         assert reverted.revision == HISTORY + 1
         agent_revise(agent_id=agent_id, content=make_agent_text(agent.name, body="new\n"), context=context)

@@ -14,7 +14,13 @@ from agents_app.api.renderers import HTMLFragmentRenderer, UnifiedDiffRenderer, 
 from agents_app.api.views.base import ApiView
 from agents_app.diff import DiffSide, html_diff, revision_diff, unified_diff
 from agents_app.document import NAME_PATTERN
-from agents_app.selectors import agent_get, revision_blame, revision_pair, revision_resolve
+from agents_app.selectors import (
+    agent_get,
+    revision_blame,
+    revision_pair,
+    revision_pair_by_name,
+    revision_resolve,
+)
 
 DIFF_RESPONSES = {
     (200, "application/json"): out.DiffOutputSerializer,
@@ -59,12 +65,15 @@ class AgentDiffApi(ApiView):
     def get(self, request: Request, name: str) -> HttpResponse:
         # Without `from`, the revision before `to`; before the first revision there is none: an
         # empty diff of it with itself, not an error.
-        old, new = revision_pair(
-            agent=self.agent(),
-            from_ref=request.query_params.get("from"),
-            to_ref=request.query_params.get("to"),
+        from_ref, to_ref = request.query_params.get("from"), request.query_params.get("to")
+        pair = (
+            revision_pair_by_name(name=name, from_ref=from_ref, to_ref=to_ref)
+            if NAME_PATTERN.fullmatch(name)
+            else None
         )
-        return _diff_response(request, old, new)
+        if pair is None:  # the general way: it redirects a renamed agent or says what is missing
+            pair = revision_pair(agent=self.agent(), from_ref=from_ref, to_ref=to_ref)
+        return _diff_response(request, *pair)
 
 
 class CrossDiffApi(ApiView):

@@ -8,8 +8,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from agents_app.diff import DiffSide
 from agents_app.models import AgentRevision
+from agents_app.selectors import agent_get, revision_pair, revision_pair_by_name
 from events.models import Event
 from tests.agents_app.api.conftest import assert_problem
 from tests.conftest import agent_text
@@ -198,6 +202,43 @@ def test_from_and_to_take_a_label(api, users, history):
     assert response.status_code == 200, response.content
     assert (response.json()["from"]["revision"], response.json()["to"]["revision"]) == (2, 5)
     assert (backwards.json()["from"]["revision"], backwards.json()["to"]["revision"]) == (5, 2)
+
+
+@pytest.mark.postgres
+def test_the_diff_reads_the_agent_and_both_revisions_in_one_statement(editor_api, history):
+    with CaptureQueriesContext(connection) as captured:
+        response = editor_api.get(f"{DIFF}?from=1&to=4")
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["from"]["revision"], response.json()["to"]["revision"]) == (1, 4)
+    views = [query["sql"] for query in captured if "agents_app_agent" in query["sql"]]
+    assert len(views) == 1, views
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("from_ref", "to_ref"),
+    [("1", "4"), (None, None), (None, "3"), ("latest", None), ("production", None), ("4", "production"),
+     ("2", "latest"), ("1", "1")],
+)  # fmt: skip
+def test_the_one_statement_read_answers_as_agent_get_and_revision_pair(api, users, history, from_ref, to_ref):
+    api.as_user(users["publisher"]).put("/api/v1/agents/reviewer/labels/production/", {"revision": 2})
+
+    fast = revision_pair_by_name(name="reviewer", from_ref=from_ref, to_ref=to_ref)
+    general = revision_pair(agent=agent_get(name="reviewer"), from_ref=from_ref, to_ref=to_ref)
+
+    assert fast is not None
+    assert [DiffSide.from_revision(row) for row in fast] == [DiffSide.from_revision(row) for row in general]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("name", "from_ref", "to_ref"),
+    [("nobody", None, None), ("reviewer", "6", None), ("reviewer", None, "9"), ("reviewer", "staging", None),
+     ("reviewer", "@2026-01-01T00:00:00Z", None)],
+)  # fmt: skip
+def test_what_the_one_statement_read_cannot_answer_goes_the_general_way(history, name, from_ref, to_ref):
+    assert revision_pair_by_name(name=name, from_ref=from_ref, to_ref=to_ref) is None
 
 
 def test_from_and_to_take_a_url_encoded_timestamp(editor_api, history):
