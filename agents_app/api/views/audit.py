@@ -62,6 +62,7 @@ class EventListApi(ApiView):
         after = self.query_int("after", default=0, low=0, high=2**62)
         limit = self.query_int("limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
         include = self.query_choice("include", ("", "content"), "")
+        since, until = self.query_range()
         stream_ids = None
         if agent_ref := params.get("agent"):
             stream_ids = _stream_ids_for(agent_ref)
@@ -73,8 +74,8 @@ class EventListApi(ApiView):
             types=types,
             actor=params.get("actor"),
             source=params.get("source"),
-            since=self.query_time("since"),
-            until=self.query_time("until"),
+            since=since,
+            until=until,
             omit_data_key=None if include == "content" else "content",
         )
         next_url = None

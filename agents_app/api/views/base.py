@@ -176,6 +176,13 @@ class ApiView(ProblemErrorsView):
         except ValueError as exc:
             raise InvalidParameter(name, str(exc)) from None
 
+    def query_range(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """`since` and `until`; an `until` before `since` is a 400, not an empty answer."""
+        since, until = self.query_time("since"), self.query_time("until")
+        if since is not None and until is not None and until < since:
+            raise InvalidParameter("until", "is before since: nothing can match")
+        return since, until
+
     def query_choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         value = self.request.query_params.get(name) or default
         if value not in choices:

@@ -25,5 +25,6 @@ class PermissionsReportApi(ApiView):
         responses={200: out.PermissionsReportSerializer},
     )
     def get(self, request: Request) -> Response:
-        report = permissions_report(since=self.query_time("since"), until=self.query_time("until"))
+        since, until = self.query_range()
+        report = permissions_report(since=since, until=until)
         return Response(out.PermissionsReportSerializer(report).data)
