@@ -194,14 +194,15 @@ def _check_version(state: _AgentState, expected_version: int | None) -> None:
         )
 
 
-def _claim(name: str, agent_id: uuid.UUID) -> None:
+def _claim(name: str, agent_id: uuid.UUID, *, new_agent: bool = False) -> None:
     # Serialised by the append lock the caller holds, so check-then-insert cannot race; the
     # primary key on `name` would still refuse a second claim if it somehow did.
     holder = AgentNameClaim.objects.filter(name=name).values_list("agent_id", flat=True).first()
     if holder is not None and holder != agent_id:
         raise NameTaken(name)
     if holder is None:
-        AgentNameClaim.objects.filter(agent_id=agent_id).delete()
+        if not new_agent:  # an agent just given its id holds no name to give up (a round trip less)
+            AgentNameClaim.objects.filter(agent_id=agent_id).delete()
         AgentNameClaim.objects.create(name=name, agent_id=agent_id)
 
 
@@ -280,6 +281,9 @@ def agent_create(
     document = parse_agent_document(content, dialect=dialect)
     name = agent_name(document, given=name, given_as=name_from)
     metadata = context.metadata()
+    # An id made here is new: no stream has it and no claim names it, so neither is read for
+    # it (two round trips of every create, issue 14). A caller's id is checked under the lock.
+    id_given = agent_id is not None
     agent_id = agent_id or uuid.uuid4()
     event = NewEvent(
         type=types.CREATED,
@@ -300,9 +304,9 @@ def agent_create(
                 changed=False,
                 events=[earlier],
             )
-        if stream_version(stream_id=agent_id):
+        if id_given and stream_version(stream_id=agent_id):
             raise InvalidCommand(f"an agent with id {agent_id} already exists")
-        _claim(name, agent_id)
+        _claim(name, agent_id, new_agent=not id_given)
         stored = event_append(
             stream_id=agent_id, expected_version=0, events=[event], metadata=metadata, locked_at=locked_at
         )

@@ -53,7 +53,6 @@ from agents_app.services import (
     agent_revise,
 )
 from events.models import Event
-from events.selectors import head_position
 
 # Claude Code's agents, and GitHub Copilot's (`<name>.agent.md`, agents_app.dialects); a
 # `--glob` given replaces both. Comma-separated: git ORs several pathspecs.
@@ -322,12 +321,17 @@ def git_newest_imported(*, root: str) -> str | None:
     return rows.values_list("commit", flat=True).first()
 
 
-def _git_commit_record(*, root: str, commit: str) -> None:
-    """Record that `commit` stored events, in the transaction that stores them."""
-    # The caller holds the append lock (its appends took it): nothing else appends between
-    # its events and this read of the head, so the head is the commit's newest event.
-    GitImportedCommit.objects.update_or_create(
-        repository=root, commit=commit, defaults={"position": head_position()}
+def _git_commit_record(*, root: str, commit: str, position: int) -> None:
+    """Record that `commit` stored events up to `position`, in the transaction that stores them."""
+    # One INSERT ... ON CONFLICT DO UPDATE per commit (issue 14): update_or_create cost a
+    # savepoint, a locking SELECT and an INSERT, and the position a read of the log's head.
+    # The position is the newest event the commit's own services returned: they appended
+    # under the append lock the batch still holds, so it is also the head a read would give.
+    GitImportedCommit.objects.bulk_create(
+        [GitImportedCommit(repository=root, commit=commit, position=position)],
+        update_conflicts=True,
+        unique_fields=["repository", "commit"],
+        update_fields=["position"],
     )
 
 
@@ -466,6 +470,7 @@ class _Replay:
         self.totals = ImportTotals()
         self.newest = git_newest_imported(root=root)
         self.held: dict[tuple[str, str], HeldName] = {}
+        self.position = 0
 
     def check_alone(self) -> None:
         """Refuse to go on if another replay of this repository stored commits since we looked."""
@@ -544,6 +549,7 @@ class _Replay:
 
     def apply(self, commit: GitCommit) -> None:
         """Replay one commit's files (in the bulk's open batch, so a commit is stored whole or not at all)."""
+        self.position = 0  # the newest event this commit stored (_stored)
         for step in self.steps(commit):
             actor, provenance = git_provenance(
                 commit, path=step.change.path, old_path=step.old_path, merged=self.merged
@@ -569,7 +575,13 @@ class _Replay:
             self.totals.add(outcome)
             self.report(outcome)
         if self.newest == commit.sha:
-            _git_commit_record(root=self.root, commit=commit.sha)
+            _git_commit_record(root=self.root, commit=commit.sha, position=self.position)
+
+    def _stored(self, *changes: AgentChange) -> None:
+        """Note the newest event position of changes that stored events (for _git_commit_record)."""
+        for change in changes:
+            if change.changed and change.position is not None:
+                self.position = max(self.position, change.position)
 
     def _step(self, commit: GitCommit, step: _Step, context: ChangeContext) -> FileOutcome:
         path = step.change.path
@@ -589,6 +601,7 @@ class _Replay:
                     change = agent_archive(agent_id=agent_id, context=context)
                 except StatusUnchanged:
                     return FileOutcome(UNCHANGED, path, commit=commit.sha, detail="already archived")
+                self._stored(change)
                 return FileOutcome(ARCHIVED, path, name=change.name, commit=commit.sha)
             if step.change.mode not in REGULAR_FILE_MODES:
                 # A symbolic link (a README linked into each folder) or a submodule is not an
@@ -614,6 +627,7 @@ class _Replay:
                     name_from="the file name",
                 )
                 self.agents[path] = change.agent_id
+                self._stored(change)
                 return self._outcome(CREATED if change.changed else UNCHANGED, commit, path, change)
             # A copilot file without a name is named by its file: a rename renames the agent.
             unnamed = None if dialect_module(dialect).NAME_REQUIRED else file_name
@@ -633,9 +647,11 @@ class _Replay:
                 # The file was deleted (archiving its agent) and is back: the same agent. One
                 # savepoint for both, so invalid content does not leave it restored.
                 with transaction.atomic():
-                    agent_restore(agent_id=agent_id, context=context)
+                    restored = agent_restore(agent_id=agent_id, context=context)
                     change = revise()
+                self._stored(restored, change)
                 return self._outcome(RESTORED, commit, path, change)
+            self._stored(change)
             return self._outcome(REVISED if change.changed else UNCHANGED, commit, path, change)
         except NameTaken as exc:
             return self._held(commit, path, exc)
