@@ -321,18 +321,23 @@ def git_newest_imported(*, root: str) -> str | None:
     return rows.values_list("commit", flat=True).first()
 
 
-def _git_commit_record(*, root: str, commit: str, position: int) -> None:
-    """Record that `commit` stored events up to `position`, in the transaction that stores them."""
-    # One INSERT ... ON CONFLICT DO UPDATE per commit (issue 14): update_or_create cost a
-    # savepoint, a locking SELECT and an INSERT, and the position a read of the log's head.
-    # The position is the newest event the commit's own services returned: they appended
-    # under the append lock the batch still holds, so it is also the head a read would give.
-    GitImportedCommit.objects.bulk_create(
-        [GitImportedCommit(repository=root, commit=commit, position=position)],
-        update_conflicts=True,
-        unique_fields=["repository", "commit"],
-        update_fields=["position"],
-    )
+def _git_commits_record(*, root: str, commits: Sequence[tuple[str, int]]) -> None:
+    """Record that each (commit, position) stored events up to that position, in the transaction
+    that stores them (a batch writes its commits' records last, before its COMMIT)."""
+    # One INSERT ... ON CONFLICT DO UPDATE per batch (issue 14): an update_or_create per
+    # commit cost a savepoint, a locking SELECT and an INSERT, and the position a read of the
+    # log's head. The position is the newest event the commit's own services returned: they
+    # appended under the append lock the batch holds, so it is the head a read would give.
+    if commits:
+        GitImportedCommit.objects.bulk_create(
+            [
+                GitImportedCommit(repository=root, commit=commit, position=position)
+                for commit, position in commits
+            ],
+            update_conflicts=True,
+            unique_fields=["repository", "commit"],
+            update_fields=["position"],
+        )
 
 
 def git_create_event_id(*, root: str, commit: str, path: str) -> uuid.UUID:
@@ -471,12 +476,15 @@ class _Replay:
         self.newest = git_newest_imported(root=root)
         self.held: dict[tuple[str, str], HeldName] = {}
         self.position = 0
+        # (commit, its newest event's position) of the open batch's commits that stored events.
+        self.recorded: list[tuple[str, int]] = []
 
     def check_alone(self) -> None:
         """Refuse to go on if another replay of this repository stored commits since we looked."""
         # Without this, two overlapping runs (a slow first import and the next cron run) would
         # both start from the same point, and the later one would write old content over the
         # new as fresh revisions. Called with the append lock held, at each batch's start.
+        self.recorded = []  # a batch starts: nothing of it to record yet
         newest = git_newest_imported(root=self.root)
         if newest != self.newest:
             raise GitRepositoryError(
@@ -575,10 +583,15 @@ class _Replay:
             self.totals.add(outcome)
             self.report(outcome)
         if self.newest == commit.sha:
-            _git_commit_record(root=self.root, commit=commit.sha, position=self.position)
+            self.recorded.append((commit.sha, self.position))
+
+    def record(self) -> None:
+        """Write the records of the batch's commits that stored events (WriteBatches' before_commit)."""
+        recorded, self.recorded = self.recorded, []
+        _git_commits_record(root=self.root, commits=recorded)
 
     def _stored(self, *changes: AgentChange) -> None:
-        """Note the newest event position of changes that stored events (for _git_commit_record)."""
+        """Note the newest event position of changes that stored events (for the commit's record)."""
         for change in changes:
             if change.changed and change.position is not None:
                 self.position = max(self.position, change.position)
@@ -721,7 +734,7 @@ def git_history_import(
         if progress is not None:
             progress(0, len(pending))
         writes = dry_run_writes if dry_run else bulk_writes
-        with writes(on_open=replay.check_alone) as batches:
+        with writes(on_open=replay.check_alone, before_commit=replay.record) as batches:
             for done, commit in enumerate(pending, start=1):
                 replay.apply(commit)
                 batches.unit_done()
