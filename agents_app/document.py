@@ -309,16 +309,19 @@ def parse_agent_document(raw: bytes | str, *, dialect: str = DEFAULT_DIALECT) ->
 
     The document returned may be shared with other callers: treat it as read-only.
     """
-    if isinstance(raw, str) and len(raw) <= CACHED_TEXT_CHARS:
+    # Bytes too (a file's, a blob's): an import parses them to learn the name, then the
+    # service parses the same bytes to validate them (issue 14). A str and bytes never make
+    # the same key.
+    if len(raw) <= CACHED_TEXT_CHARS:
         return _parse_text(raw, settings.AGENT_MAX_BYTES, dialect)
     return _parse(raw, settings.AGENT_MAX_BYTES, dialect)
 
 
 class _ParsedTexts:
-    """A least-recently-used cache of parsed texts bounded by their total size (threads share it)."""
+    """A least-recently-used cache of parsed texts (str or bytes) bounded by total size; threads share it."""
 
     def __init__(self, *, total_chars: int, entries: int) -> None:
-        self._documents: collections.OrderedDict[tuple[str, int, str], AgentDocument] = (
+        self._documents: collections.OrderedDict[tuple[bytes | str, int, str], AgentDocument] = (
             collections.OrderedDict()
         )
         self._chars = 0
@@ -326,7 +329,7 @@ class _ParsedTexts:
         self._entries = entries
         self._lock = threading.Lock()
 
-    def get(self, raw: str, limit: int, dialect: str) -> AgentDocument:
+    def get(self, raw: bytes | str, limit: int, dialect: str) -> AgentDocument:
         key = (raw, limit, dialect)
         with self._lock:
             document = self._documents.get(key)
@@ -352,7 +355,7 @@ class _ParsedTexts:
 _parsed_texts = _ParsedTexts(total_chars=CACHED_TOTAL_CHARS, entries=CACHED_ENTRIES)
 
 
-def _parse_text(raw: str, limit: int, dialect: str) -> AgentDocument:
+def _parse_text(raw: bytes | str, limit: int, dialect: str) -> AgentDocument:
     return _parsed_texts.get(raw, limit, dialect)
 
 
