@@ -6,11 +6,12 @@ rejects (typically a one-line `description:` holding `Examples: <example>Context
 which Claude Code accepts) is read as top-level `key: value` lines with a warning.
 """
 
+import collections
 import datetime as dt
-import functools
 import hashlib
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,10 +259,15 @@ def _tools(
     return tools
 
 
-# Texts up to this size are remembered once parsed (a few MB at most): a write parses its
-# document to validate it, then both projections parse the same text again when they apply
-# the event in the same transaction.
+# Texts up to this size are remembered once parsed, the most recently used kept, up to
+# CACHED_TOTAL_CHARS characters of text and CACHED_ENTRIES documents in all (a few MB): a
+# write parses its document to validate it, then both projections parse the same text again
+# when they apply the event. A bulk import commits a batch of 200 documents, which one
+# projection applies and then the other: a cache of 128 documents had forgotten each by the
+# time the second parsed it (issue 14), so it is bounded by size rather than by count.
 CACHED_TEXT_CHARS = 64 * 1024
+CACHED_TOTAL_CHARS = 8 * 1024 * 1024
+CACHED_ENTRIES = 2048
 
 
 def name_problem(name: Any) -> str | None:
@@ -303,14 +309,54 @@ def parse_agent_document(raw: bytes | str, *, dialect: str = DEFAULT_DIALECT) ->
 
     The document returned may be shared with other callers: treat it as read-only.
     """
-    if isinstance(raw, str) and len(raw) <= CACHED_TEXT_CHARS:
+    # Bytes too (a file's, a blob's): an import parses them to learn the name, then the
+    # service parses the same bytes to validate them (issue 14). A str and bytes never make
+    # the same key.
+    if len(raw) <= CACHED_TEXT_CHARS:
         return _parse_text(raw, settings.AGENT_MAX_BYTES, dialect)
     return _parse(raw, settings.AGENT_MAX_BYTES, dialect)
 
 
-@functools.lru_cache(maxsize=128)
-def _parse_text(raw: str, limit: int, dialect: str) -> AgentDocument:
-    return _parse(raw, limit, dialect)
+class _ParsedTexts:
+    """A least-recently-used cache of parsed texts (str or bytes) bounded by total size; threads share it."""
+
+    def __init__(self, *, total_chars: int, entries: int) -> None:
+        self._documents: collections.OrderedDict[tuple[bytes | str, int, str], AgentDocument] = (
+            collections.OrderedDict()
+        )
+        self._chars = 0
+        self._total_chars = total_chars
+        self._entries = entries
+        self._lock = threading.Lock()
+
+    def get(self, raw: bytes | str, limit: int, dialect: str) -> AgentDocument:
+        key = (raw, limit, dialect)
+        with self._lock:
+            document = self._documents.get(key)
+            if document is not None:
+                self._documents.move_to_end(key)
+                return document
+        document = _parse(raw, limit, dialect)  # outside the lock; DocumentInvalid is not kept
+        with self._lock:
+            if key not in self._documents:
+                self._documents[key] = document
+                self._chars += len(raw)
+                while self._chars > self._total_chars or len(self._documents) > self._entries:
+                    oldest, _ = self._documents.popitem(last=False)
+                    self._chars -= len(oldest[0])
+        return document
+
+    def clear(self) -> None:
+        with self._lock:
+            self._documents.clear()
+            self._chars = 0
+
+
+_parsed_texts = _ParsedTexts(total_chars=CACHED_TOTAL_CHARS, entries=CACHED_ENTRIES)
+
+
+def _parse_text(raw: bytes | str, limit: int, dialect: str) -> AgentDocument:
+    return _parsed_texts.get(raw, limit, dialect)
 
 
 def _parse(raw: bytes | str, limit: int, dialect: str) -> AgentDocument:

@@ -205,6 +205,29 @@ def _claim(name: str, agent_id: uuid.UUID) -> None:
         AgentNameClaim.objects.create(name=name, agent_id=agent_id)
 
 
+def _claim_new(name: str, agent_id: uuid.UUID) -> None:
+    """Claim `name` for an agent whose id was just made (it holds no name yet), or raise NameTaken.
+
+    One INSERT ... ON CONFLICT DO NOTHING RETURNING instead of _claim's read, delete and
+    insert (issue 14: three round trips of every create): no row back means the primary key
+    on `name` refused it, i.e. another agent holds the name. Under the caller's append lock,
+    as _claim.
+    """
+    claim = AgentNameClaim(name=name, agent_id=agent_id)
+    fields = AgentNameClaim._meta.concrete_fields
+    values = [field.get_db_prep_save(field.pre_save(claim, True), connection) for field in fields]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(AgentNameClaim._meta.db_table)} ({columns})"  # noqa: S608 - names from the model
+            f" VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING RETURNING {quote('name')}",
+            values,
+        )
+        if cursor.fetchone() is None:
+            raise NameTaken(name)
+
+
 def _new_revision(
     state: _AgentState, document: AgentDocument, event: NewEvent, context: ChangeContext
 ) -> AgentChange:
@@ -280,6 +303,9 @@ def agent_create(
     document = parse_agent_document(content, dialect=dialect)
     name = agent_name(document, given=name, given_as=name_from)
     metadata = context.metadata()
+    # An id made here is new: no stream has it and no claim names it, so neither is read for
+    # it (two round trips of every create, issue 14). A caller's id is checked under the lock.
+    id_given = agent_id is not None
     agent_id = agent_id or uuid.uuid4()
     event = NewEvent(
         type=types.CREATED,
@@ -300,9 +326,12 @@ def agent_create(
                 changed=False,
                 events=[earlier],
             )
-        if stream_version(stream_id=agent_id):
+        if id_given and stream_version(stream_id=agent_id):
             raise InvalidCommand(f"an agent with id {agent_id} already exists")
-        _claim(name, agent_id)
+        if id_given:
+            _claim(name, agent_id)
+        else:
+            _claim_new(name, agent_id)
         stored = event_append(
             stream_id=agent_id, expected_version=0, events=[event], metadata=metadata, locked_at=locked_at
         )

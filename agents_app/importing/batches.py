@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from django.db import transaction
 
-from events.runner import projections_wait, read_your_writes
+from events.runner import after_commit_deferred, projections_wait, read_your_writes
 from events.selectors import head_position
 from events.services import append_lock
 
@@ -22,8 +22,16 @@ BATCH_SECONDS = 0.5
 class WriteBatches:
     """The open transaction of a bulk run, committed every BATCH_UNITS files or commits or BATCH_SECONDS."""
 
-    def __init__(self, on_open: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_open: Callable[[], None] | None = None,
+        after_commit: Callable[[], None] | None = None,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._atomic: transaction.Atomic | None = None
+        self._after_commit = after_commit
+        # Writes of the whole batch, made last in its transaction (a replay's commit records).
+        self._before_commit = before_commit
         self._units = 0
         self._opened = 0.0
         self._on_open = on_open
@@ -41,7 +49,15 @@ class WriteBatches:
         """Commit the open batch, or roll it back when `error` is given."""
         atomic, self._atomic = self._atomic, None
         if atomic is not None:
+            if error is None and self._before_commit is not None:
+                try:
+                    self._before_commit()
+                except BaseException as exc:
+                    atomic.__exit__(type(exc), exc, exc.__traceback__)
+                    raise
             atomic.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+            if error is None and self._after_commit is not None:
+                self._after_commit()
 
     def unit_done(self) -> None:
         """One file or commit is written; commit the batch if it is big or old enough."""
@@ -52,7 +68,9 @@ class WriteBatches:
 
 
 @contextmanager
-def bulk_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[WriteBatches]:
+def bulk_writes(
+    *, on_open: Callable[[], None] | None = None, before_commit: Callable[[], None] | None = None
+) -> Iterator[WriteBatches]:
     """Batched transactions, no read-your-writes waits; the projections are brought up to date at the end."""
     # Each commit queues a projection catch-up (in the embedded mode it runs right there, in
     # process) and, with read-your-writes on, waits for it: per file or git commit that
@@ -61,9 +79,11 @@ def bulk_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[WriteB
     # most about BATCH_SECONDS. A batch is stored entirely or not at all, which is what lets
     # a re-run tell exactly which commits were imported. Read-your-writes is turned off for
     # this thread only (the runner's context switch): an import run from a web request must
-    # not turn it off for the other requests the process serves meanwhile.
-    batches = WriteBatches(on_open)
-    with read_your_writes(False):
+    # not turn it off for the other requests the process serves meanwhile. The appends'
+    # after-commit work (a catch-up queued per event) is done once per batch instead
+    # (after_commit_deferred).
+    with read_your_writes(False), after_commit_deferred() as flush:
+        batches = WriteBatches(on_open, after_commit=flush, before_commit=before_commit)
         try:
             batches.open()
             yield batches
@@ -76,7 +96,9 @@ def bulk_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[WriteB
 
 
 @contextmanager
-def dry_run_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[WriteBatches]:
+def dry_run_writes(
+    *, on_open: Callable[[], None] | None = None, before_commit: Callable[[], None] | None = None
+) -> Iterator[WriteBatches]:
     """Like bulk_writes, but everything is written in one transaction that is rolled back at the end.
 
     A dry run goes through the real services, so it validates exactly as a real run would,
@@ -90,7 +112,7 @@ def dry_run_writes(*, on_open: Callable[[], None] | None = None) -> Iterator[Wri
     bring them up to survives.
     """
     with read_your_writes(False), transaction.atomic():
-        batches = WriteBatches(on_open)
+        batches = WriteBatches(on_open, before_commit=before_commit)
         batches.open()
         try:
             yield batches

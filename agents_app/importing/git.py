@@ -53,7 +53,6 @@ from agents_app.services import (
     agent_revise,
 )
 from events.models import Event
-from events.selectors import head_position
 
 # Claude Code's agents, and GitHub Copilot's (`<name>.agent.md`, agents_app.dialects); a
 # `--glob` given replaces both. Comma-separated: git ORs several pathspecs.
@@ -322,13 +321,23 @@ def git_newest_imported(*, root: str) -> str | None:
     return rows.values_list("commit", flat=True).first()
 
 
-def _git_commit_record(*, root: str, commit: str) -> None:
-    """Record that `commit` stored events, in the transaction that stores them."""
-    # The caller holds the append lock (its appends took it): nothing else appends between
-    # its events and this read of the head, so the head is the commit's newest event.
-    GitImportedCommit.objects.update_or_create(
-        repository=root, commit=commit, defaults={"position": head_position()}
-    )
+def _git_commits_record(*, root: str, commits: Sequence[tuple[str, int]]) -> None:
+    """Record that each (commit, position) stored events up to that position, in the transaction
+    that stores them (a batch writes its commits' records last, before its COMMIT)."""
+    # One INSERT ... ON CONFLICT DO UPDATE per batch (issue 14): an update_or_create per
+    # commit cost a savepoint, a locking SELECT and an INSERT, and the position a read of the
+    # log's head. The position is the newest event the commit's own services returned: they
+    # appended under the append lock the batch holds, so it is the head a read would give.
+    if commits:
+        GitImportedCommit.objects.bulk_create(
+            [
+                GitImportedCommit(repository=root, commit=commit, position=position)
+                for commit, position in commits
+            ],
+            update_conflicts=True,
+            unique_fields=["repository", "commit"],
+            update_fields=["position"],
+        )
 
 
 def git_create_event_id(*, root: str, commit: str, path: str) -> uuid.UUID:
@@ -466,12 +475,16 @@ class _Replay:
         self.totals = ImportTotals()
         self.newest = git_newest_imported(root=root)
         self.held: dict[tuple[str, str], HeldName] = {}
+        self.position = 0
+        # (commit, its newest event's position) of the open batch's commits that stored events.
+        self.recorded: list[tuple[str, int]] = []
 
     def check_alone(self) -> None:
         """Refuse to go on if another replay of this repository stored commits since we looked."""
         # Without this, two overlapping runs (a slow first import and the next cron run) would
         # both start from the same point, and the later one would write old content over the
         # new as fresh revisions. Called with the append lock held, at each batch's start.
+        self.recorded = []  # a batch starts: nothing of it to record yet
         newest = git_newest_imported(root=self.root)
         if newest != self.newest:
             raise GitRepositoryError(
@@ -544,6 +557,7 @@ class _Replay:
 
     def apply(self, commit: GitCommit) -> None:
         """Replay one commit's files (in the bulk's open batch, so a commit is stored whole or not at all)."""
+        self.position = 0  # the newest event this commit stored (_stored)
         for step in self.steps(commit):
             actor, provenance = git_provenance(
                 commit, path=step.change.path, old_path=step.old_path, merged=self.merged
@@ -569,7 +583,18 @@ class _Replay:
             self.totals.add(outcome)
             self.report(outcome)
         if self.newest == commit.sha:
-            _git_commit_record(root=self.root, commit=commit.sha)
+            self.recorded.append((commit.sha, self.position))
+
+    def record(self) -> None:
+        """Write the records of the batch's commits that stored events (WriteBatches' before_commit)."""
+        recorded, self.recorded = self.recorded, []
+        _git_commits_record(root=self.root, commits=recorded)
+
+    def _stored(self, *changes: AgentChange) -> None:
+        """Note the newest event position of changes that stored events (for the commit's record)."""
+        for change in changes:
+            if change.changed and change.position is not None:
+                self.position = max(self.position, change.position)
 
     def _step(self, commit: GitCommit, step: _Step, context: ChangeContext) -> FileOutcome:
         path = step.change.path
@@ -589,6 +614,7 @@ class _Replay:
                     change = agent_archive(agent_id=agent_id, context=context)
                 except StatusUnchanged:
                     return FileOutcome(UNCHANGED, path, commit=commit.sha, detail="already archived")
+                self._stored(change)
                 return FileOutcome(ARCHIVED, path, name=change.name, commit=commit.sha)
             if step.change.mode not in REGULAR_FILE_MODES:
                 # A symbolic link (a README linked into each folder) or a submodule is not an
@@ -614,6 +640,7 @@ class _Replay:
                     name_from="the file name",
                 )
                 self.agents[path] = change.agent_id
+                self._stored(change)
                 return self._outcome(CREATED if change.changed else UNCHANGED, commit, path, change)
             # A copilot file without a name is named by its file: a rename renames the agent.
             unnamed = None if dialect_module(dialect).NAME_REQUIRED else file_name
@@ -633,9 +660,11 @@ class _Replay:
                 # The file was deleted (archiving its agent) and is back: the same agent. One
                 # savepoint for both, so invalid content does not leave it restored.
                 with transaction.atomic():
-                    agent_restore(agent_id=agent_id, context=context)
+                    restored = agent_restore(agent_id=agent_id, context=context)
                     change = revise()
+                self._stored(restored, change)
                 return self._outcome(RESTORED, commit, path, change)
+            self._stored(change)
             return self._outcome(REVISED if change.changed else UNCHANGED, commit, path, change)
         except NameTaken as exc:
             return self._held(commit, path, exc)
@@ -705,7 +734,7 @@ def git_history_import(
         if progress is not None:
             progress(0, len(pending))
         writes = dry_run_writes if dry_run else bulk_writes
-        with writes(on_open=replay.check_alone) as batches:
+        with writes(on_open=replay.check_alone, before_commit=replay.record) as batches:
             for done, commit in enumerate(pending, start=1):
                 replay.apply(commit)
                 batches.unit_done()

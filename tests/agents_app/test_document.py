@@ -514,3 +514,28 @@ def test_a_text_parsed_once_is_refused_again_when_the_size_limit_drops_below_it(
         "content",
         f"document is {len(text.encode())} bytes; the limit is {len(text) - 1} bytes",
     )
+
+
+def test_parsed_texts_are_kept_most_recently_used_first_within_their_size_and_count_bounds():
+    from agents_app.document import _ParsedTexts
+
+    def text(name: str, padding: int = 0) -> str:
+        return f"---\nname: {name}\ndescription: d\n---\n{'x' * padding}\n"
+
+    cache = _ParsedTexts(total_chars=len(text("a-1", 100)) * 3, entries=10)
+    first = cache.get(text("a-1", 100), 1000, "claude-code")
+    cache.get(text("a-2", 100), 1000, "claude-code")
+    cache.get(text("a-3", 100), 1000, "claude-code")
+    assert cache.get(text("a-1", 100), 1000, "claude-code") is first  # kept, and now the newest
+    cache.get(text("a-4", 100), 1000, "claude-code")  # over the size: the least recently used (a-2) goes
+    assert list(key[0] for key in cache._documents) == [text(n, 100) for n in ("a-3", "a-1", "a-4")]
+    assert cache._chars == 3 * len(text("a-1", 100))
+
+    by_count = _ParsedTexts(total_chars=10**6, entries=2)
+    for name in ("b-1", "b-2", "b-3"):
+        by_count.get(text(name), 1000, "claude-code")
+    assert [key[0] for key in by_count._documents] == [text("b-2"), text("b-3")]
+
+    with pytest.raises(DocumentInvalid):
+        by_count.get("---\nname: [\n---\n", 1000, "claude-code")
+    assert len(by_count._documents) == 2  # a refused text is not kept

@@ -453,6 +453,38 @@ def test_a_crash_keeps_the_batches_committed_before_it_and_a_rerun_finishes_the_
     assert export(tmp_path / "head") == repo.files(shas["fix"])
 
 
+def test_a_batch_whose_commit_records_cannot_be_written_stores_nothing_and_a_rerun_finishes(
+    history, monkeypatch, tmp_path
+):
+    repo, shas = history
+    monkeypatch.setattr(importing.batches, "BATCH_UNITS", 2)  # batches: add+revise | rename+delete | ...
+    monkeypatch.setattr(importing.batches, "BATCH_SECONDS", 3600)
+    record = importing.git._git_commits_record
+
+    def failing_second_batch(*, root, commits):
+        if any(commit == shas["rename"] for commit, _ in commits):
+            raise RuntimeError("disk full")
+        record(root=root, commits=commits)
+
+    monkeypatch.setattr(importing.git, "_git_commits_record", failing_second_batch)
+    with pytest.raises(RuntimeError):
+        replay(repo.path)
+    # The records are written last in each batch: the failed one took its events with it.
+    imported = set(Event.objects.values_list("metadata__git_commit", flat=True))
+    assert imported == {shas["add"], shas["revise"]}
+    recorded = dict(GitImportedCommit.objects.values_list("commit", "position"))
+    assert recorded == {
+        sha: max(Event.objects.filter(metadata__git_commit=sha).values_list("position", flat=True))
+        for sha in (shas["add"], shas["revise"])
+    }
+
+    monkeypatch.setattr(importing.git, "_git_commits_record", record)
+    _, out = replay_failing(repo.path)
+
+    assert "(2 imported before)" in out
+    assert export(tmp_path / "head") == repo.files(shas["fix"])
+
+
 def test_a_file_added_back_with_invalid_content_leaves_its_agent_archived(tmp_path):
     repo = Repo(tmp_path / "repo")
     repo.write("mu.md", document("mu"))

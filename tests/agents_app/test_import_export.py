@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from agents_app import importing
 from agents_app.importing import ImportRefused, agent_file_path
 from agents_app.models import AgentNameClaim
 from agents_app.selectors import agent_get, revision_list
@@ -189,6 +190,34 @@ def test_two_files_with_the_same_name_in_one_run_fail_the_second(folder, tmp_pat
     assert error.returncode == 1
     assert f"the name 'terse-helper' is also the name in {folder / 'terse-helper.md'}" in out
     assert agent_get(name="terse-helper").revision == 1
+
+
+def test_a_name_taken_after_the_chunk_was_looked_up_revises_its_agent_and_a_freed_one_is_created(
+    tmp_path, monkeypatch
+):
+    """The chunk's name lookup is read before the writes: force it to be stale both ways."""
+    taken = agent_create(content=b"---\nname: taken-meanwhile\ndescription: first\n---\n", context=CONTEXT)
+    freed = agent_create(content=b"---\nname: freed-meanwhile\ndescription: first\n---\n", context=CONTEXT)
+    (tmp_path / "taken-meanwhile.md").write_bytes(b"---\nname: taken-meanwhile\ndescription: second\n---\n")
+    (tmp_path / "freed-meanwhile.md").write_bytes(b"---\nname: freed-meanwhile\ndescription: second\n---\n")
+    looked_up = importing.folders._names_held
+
+    def stale(files):
+        held = looked_up(files)
+        assert held == {"taken-meanwhile", "freed-meanwhile"}
+        # Between the lookup and the writes: the archive frees one name; the other looks free.
+        agent_archive(agent_id=freed.agent_id, context=CONTEXT)
+        return {"freed-meanwhile"}
+
+    monkeypatch.setattr(importing.folders, "_names_held", stale)
+
+    out, _ = run("import_agents", tmp_path, "--verbosity", "2")
+
+    assert "revised   " in out and "-> taken-meanwhile (revision 2)" in out
+    assert "created   " in out and "-> freed-meanwhile (revision 1)" in out
+    assert agent_get(name="taken-meanwhile").agent_id == taken.agent_id  # not a second agent
+    assert agent_get(name="freed-meanwhile").agent_id != freed.agent_id  # a new one; the old stays archived
+    assert AgentNameClaim.objects.count() == 2
 
 
 def test_a_file_named_unlike_its_agent_says_so(tmp_path):
