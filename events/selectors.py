@@ -101,14 +101,24 @@ def stream_last_and_version(*, stream_id: uuid.UUID, types: frozenset[str]) -> t
             return None, 0
         if newest.type in types:
             return stored_event_from_row(newest), newest.stream_version
-        kinds = sorted(types)
+    version = newest.stream_version
+    return stream_last_below(stream_id=stream_id, version=version, types=types), version
+
+
+def stream_last_below(*, stream_id: uuid.UUID, version: int, types: frozenset[str]) -> StoredEvent | None:
+    """The newest event of one of `types` in the stream below `version` (stream_last_and_version's
+    second query, for a stream whose newest event is of another type)."""
+    table = connection.ops.quote_name(Event._meta.db_table)
+    key = Event._meta.get_field("stream_id").get_db_prep_value(stream_id, connection)
+    kinds = sorted(types)
+    with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT * FROM {table} WHERE stream_id = %s AND stream_version < %s"  # noqa: S608 - no input in it
             f" AND type IN ({', '.join(['%s'] * len(kinds))}) ORDER BY stream_version DESC LIMIT 1",
-            [key, newest.stream_version, *kinds],
+            [key, version, *kinds],
         )
         row = next(iter(rows_from_cursor(Event, cursor)), None)
-    return (stored_event_from_row(row) if row else None), newest.stream_version
+    return stored_event_from_row(row) if row else None
 
 
 def stream_of_types(*, stream_id: uuid.UUID, types: frozenset[str]) -> list[StoredEvent]:
