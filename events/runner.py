@@ -26,7 +26,7 @@ from django.utils import timezone
 from events.exceptions import ProjectionFailed, StoreUnavailable
 from events.models import Checkpoint, Event, ProjectionRun
 from events.projections import Projection, projection_get, projection_names
-from events.rows import rows_from_cursor, rows_update
+from events.rows import rows_from_cursor, rows_joined, rows_update
 from events.selectors import events_after, head_position
 from events.services import append_hooks_register, store_errors
 from events.types import StoredEvent
@@ -257,8 +257,11 @@ def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -
     if not checkpoints:
         return False
     try:
-        for checkpoint in checkpoints:
-            _apply_handled(checkpoint, events)
+        # rows_joined: a view's write that returns nothing goes with the next view's
+        # statement (the current row's UPDATE with the revision's INSERT), one round trip.
+        with rows_joined():
+            for checkpoint in checkpoints:
+                _apply_handled(checkpoint, events)
     except _DB_LOST:
         raise
     except Exception:
