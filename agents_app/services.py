@@ -1,8 +1,9 @@
 """Commands on agents: each validates, then appends events to the agent's stream.
 
 Every service takes the append lock first thing in its transaction (events.services.
-append_lock), so the state it reads from the stream cannot change before it appends, and
-name reservations are decided in that same serial order.
+append_lock, or append_lock_and_head, which also reads the stream's head and the name claim
+under it in the same round trip), so the state it reads from the stream cannot change before
+it appends, and name reservations are decided in that same serial order.
 """
 
 import contextlib
