@@ -59,6 +59,8 @@ def rows_joined() -> Iterator[None]:
     uses the simple query protocol): one round trip instead of two on PostgreSQL (issue 14:
     the inline views' UPDATE of the current row rides with the INSERT of the revision row).
 
+    A waiting write has not happened yet: only a write that nothing later in the block reads
+    may wait (the views read only their own tables, and each writes its own after reading).
     What is still waiting at the end of the block is sent then. An error inside the block
     drops what waits: the caller rolls back to before the block (the inline views' savepoint)
     and nothing of it may reach a later statement. A waiting write that fails fails the
