@@ -97,12 +97,17 @@ def stream_last_and_version(*, stream_id: uuid.UUID, types: frozenset[str]) -> t
         )
         # rows_from_cursor, not Event.objects.raw(): RawQuerySet's setup cost more than the query.
         newest = next(iter(rows_from_cursor(Event, cursor)), None)
-        if newest is None:
-            return None, 0
-        if newest.type in types:
-            return stored_event_from_row(newest), newest.stream_version
+    return stream_last_from_newest(newest, types=types)
+
+
+def stream_last_from_newest(newest: Event | None, *, types: frozenset[str]) -> tuple[StoredEvent | None, int]:
+    """stream_last_and_version from the stream's newest row (None: no such stream), read already."""
+    if newest is None:
+        return None, 0
+    if newest.type in types:
+        return stored_event_from_row(newest), newest.stream_version
     version = newest.stream_version
-    return stream_last_below(stream_id=stream_id, version=version, types=types), version
+    return stream_last_below(stream_id=newest.stream_id, version=version, types=types), version
 
 
 def stream_last_below(*, stream_id: uuid.UUID, version: int, types: frozenset[str]) -> StoredEvent | None:

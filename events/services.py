@@ -28,7 +28,7 @@ from events.exceptions import (
 )
 from events.models import Event
 from events.rows import rows_from_cursor, rows_insert
-from events.selectors import stored_event_from_row, stream_last_and_version, stream_last_below
+from events.selectors import stored_event_from_row, stream_last_and_version, stream_last_from_newest
 from events.types import NewEvent, StoredEvent
 
 logger = logging.getLogger(__name__)
@@ -208,13 +208,9 @@ def append_lock_and_head(
             rows = list(cursor.fetchall())
         else:
             rows = []
-    if newest is None:
-        return LockedHead(locked_at=locked_at, last=None, version=0, rows=rows)
-    if newest.type in types:
-        last = stored_event_from_row(newest)
-    else:  # a label move or status change last: one more query, below it
-        last = stream_last_below(stream_id=stream_id, version=newest.stream_version, types=types)
-    return LockedHead(locked_at=locked_at, last=last, version=newest.stream_version, rows=rows)
+    # One more query when the newest event is of another type (a label move, an archive).
+    last, version = stream_last_from_newest(newest, types=types)
+    return LockedHead(locked_at=locked_at, last=last, version=version, rows=rows)
 
 
 def _reject_nul(value: Any, where: str) -> None:
