@@ -20,7 +20,7 @@ from agents_app.line_matching import file_changes, line_opcodes, opcode_changes
 from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.revision_data import event_dialect
 from events.projections import Projection
-from events.rows import rows_copy, rows_insert, rows_update
+from events.rows import rows_copy, rows_execute, rows_insert, rows_update
 from events.types import StoredEvent
 
 CURRENT = "agents.current"
@@ -142,12 +142,13 @@ def _revise_in_place(event: StoredEvent, *, generation: int) -> None:
     assignments = ", ".join(f"{quote(field.column)} = %s" for field in written)
     params = [field.get_db_prep_save(values[field.name], connection) for field in written]
     agent_id = AgentCurrent._meta.get_field("agent_id").get_db_prep_value(event.stream_id, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {quote(AgentCurrent._meta.db_table)} SET {assignments}"  # noqa: S608 - names from the model
-            " WHERE generation = %s AND agent_id = %s AND stream_version < %s",
-            [*params, generation, agent_id, event.stream_version],
-        )
+    # rows_execute: inside the inline apply this UPDATE goes with the revisions view's INSERT,
+    # in its round trip (events.rows.rows_joined); nothing reads its result.
+    rows_execute(
+        f"UPDATE {quote(AgentCurrent._meta.db_table)} SET {assignments}"  # noqa: S608 - names from the model
+        " WHERE generation = %s AND agent_id = %s AND stream_version < %s",
+        [*params, generation, agent_id, event.stream_version],
+    )
 
 
 class CurrentProjection(Projection):

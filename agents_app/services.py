@@ -1,8 +1,9 @@
 """Commands on agents: each validates, then appends events to the agent's stream.
 
 Every service takes the append lock first thing in its transaction (events.services.
-append_lock), so the state it reads from the stream cannot change before it appends, and
-name reservations are decided in that same serial order.
+append_lock, or append_lock_and_head, which also reads the stream's head and the name claim
+under it in the same round trip), so the state it reads from the stream cannot change before
+it appends, and name reservations are decided in that same serial order.
 """
 
 import contextlib
@@ -36,11 +37,10 @@ from events.selectors import (
     event_by_id,
     stream_event_at,
     stream_last,
-    stream_last_and_version,
     stream_page,
     stream_version,
 )
-from events.services import append_lock, event_append
+from events.services import LockedRead, append_lock, append_lock_and_head, event_append
 from events.types import NewEvent, StoredEvent
 
 SOURCES = frozenset({"admin", "api", "cli", "import", "git", "system"})
@@ -111,42 +111,39 @@ class _AgentState:
     locked_at: dt.datetime
 
 
-def _load(agent_id: uuid.UUID, *, locked_at: dt.datetime) -> _AgentState:
-    """The write model of one agent, read from its stream (under the append lock taken at `locked_at`)."""
-    last_content, version = stream_last_and_version(stream_id=agent_id, types=types.CONTENT_EVENTS)
-    if last_content is None:
-        raise AgentNotFound(f"no agent with id {agent_id}")
-    content = last_content.data["content"]
+def _load(agent_id: uuid.UUID) -> _AgentState:
+    """Take the append lock and read the write model of one agent from its stream under it."""
     # An active agent holds the claim on its name (written with each create, rename, archive
     # and restore): one indexed row instead of parsing the content and searching the stream
     # for its last archive or restore, which has to pass every revision of a long history.
-    claimed = _claimed_name(agent_id)
-    if claimed is not None:
-        name, archived = claimed, False
+    # It is read with the lock and the stream's head, in their round trip (issue 14).
+    head = append_lock_and_head(stream_id=agent_id, types=types.CONTENT_EVENTS, also=_claim_read(agent_id))
+    last_content = head.last
+    if last_content is None:
+        raise AgentNotFound(f"no agent with id {agent_id}")
+    if head.rows:
+        name, archived = head.rows[0][0], False
     else:  # archived, or a stream written without the services (a bulk load)
         last_status = stream_last(stream_id=agent_id, types=frozenset({types.ARCHIVED, types.RESTORED}))
         name = event_name(last_content.data)
         archived = last_status is not None and last_status.type == types.ARCHIVED
     return _AgentState(
         agent_id=agent_id,
-        version=version,
+        version=head.version,
         revision=last_content.data["revision"],
-        content=content,
+        content=last_content.data["content"],
         name=name,
         archived=archived,
         dialect=event_dialect(last_content.data),
-        locked_at=locked_at,
+        locked_at=head.locked_at,
     )
 
 
-def _claimed_name(agent_id: uuid.UUID) -> str | None:
+def _claim_read(agent_id: uuid.UUID) -> LockedRead:
     """The name an agent holds, if any: one indexed row, read on every write (so as SQL)."""
     key = AgentNameClaim._meta.get_field("agent_id").get_db_prep_value(agent_id, connection)
     table = connection.ops.quote_name(AgentNameClaim._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT name FROM {table} WHERE agent_id = %s", [key])  # noqa: S608 - no input in it
-        row = cursor.fetchone()
-    return row[0] if row else None
+    return LockedRead(sql=f"SELECT name FROM {table} WHERE agent_id = %s", params=[key])  # noqa: S608 - no input in it
 
 
 def _labels(state: _AgentState) -> dict[str, int]:
@@ -180,7 +177,7 @@ def _load_active(agent_id: uuid.UUID, expected_version: int | None) -> _AgentSta
     The lock comes first (inside the caller's transaction): what is read here is then the
     stream's newest state, and nothing can be appended between reading it and the append.
     """
-    state = _load(agent_id, locked_at=append_lock())
+    state = _load(agent_id)
     _check_version(state, expected_version)
     if state.archived:
         raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
@@ -454,7 +451,7 @@ def _status_change(
 ) -> AgentChange:
     metadata = context.metadata()
     with transaction.atomic():
-        state = _load(agent_id, locked_at=append_lock())
+        state = _load(agent_id)
         _check_version(state, expected_version)
         if state.archived == archive:
             raise StatusUnchanged(f"agent {state.name!r} is already {'archived' if archive else 'active'}")

@@ -370,8 +370,11 @@ def markdown(bench: Bench, *, runtime: float, quick: bool, command: str, load_be
         lines += [f"* **{workload}**: " + " ".join(notes)]
     if bench.queries:
         lines += ["", "## Queries per revise (this project)", ""]
-        for label, (per_revise, kinds) in bench.queries.items():
-            lines += [f"* {label}: {per_revise:.1f} statements per agent_revise call:"]
+        for label, (per_revise, round_trips, kinds) in bench.queries.items():
+            lines += [
+                f"* {label}: {per_revise:.1f} statements in {round_trips:.1f} round trips"
+                " per agent_revise call:"
+            ]
             lines += [f"  * {count:g} x {kind}" for kind, count in kinds.most_common()]
     if bench.profiles:
         lines += ["", "## Profile", ""]

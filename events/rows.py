@@ -7,10 +7,12 @@ model's own field (`get_db_prep_save`: JSON, UUIDs, datetimes on PostgreSQL and 
 alike), so what lands in the table is what `save()` would have written.
 """
 
+import contextlib
+import contextvars
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -44,6 +46,63 @@ def _values(db, rows: Sequence[Model], fields: Sequence[Field], *, add: bool) ->
     return [[field.get_db_prep_save(field.pre_save(row, add), db) for field in fields] for row in rows]
 
 
+# Writes waiting to go with the next statement (rows_joined): None outside such a block.
+_joined: contextvars.ContextVar[list[tuple[str, list[Any]]] | None] = contextvars.ContextVar(
+    "rows_joined", default=None
+)
+
+
+@contextlib.contextmanager
+def rows_joined() -> Iterator[None]:
+    """Inside: a write whose result nobody reads (rows_execute) waits for the next single-row
+    rows_insert and goes with it, as one multi-statement query (psycopg's client-side cursor
+    uses the simple query protocol): one round trip instead of two on PostgreSQL (issue 14:
+    the inline views' UPDATE of the current row rides with the INSERT of the revision row).
+
+    A waiting write has not happened yet: only a write that nothing later in the block reads
+    may wait (the views read only their own tables, and each writes its own after reading).
+    What is still waiting at the end of the block is sent then. An error inside the block
+    drops what waits: the caller rolls back to before the block (the inline views' savepoint)
+    and nothing of it may reach a later statement. A waiting write that fails fails the
+    statement it went with; the caller learns which view failed by applying them again one
+    by one without this block. Elsewhere than on PostgreSQL every write goes at once.
+    """
+    if _db().vendor != "postgresql" or _joined.get() is not None:
+        yield
+        return
+    waiting: list[tuple[str, list[Any]]] = []
+    token = _joined.set(waiting)
+    try:
+        yield
+    finally:
+        _joined.reset(token)
+    # Only reached without an error: the writes still waiting go now.
+    if waiting:
+        with _db().cursor() as cursor:
+            cursor.execute("; ".join(sql for sql, _ in waiting), [p for _, params in waiting for p in params])
+
+
+def rows_execute(sql: str, params: Sequence[Any]) -> None:
+    """Send one write whose result is not read: at once, or inside rows_joined with the next statement."""
+    waiting = _joined.get()
+    if waiting is not None:
+        waiting.append((sql, list(params)))
+        return
+    with _db().cursor() as cursor:
+        cursor.execute(sql, list(params))
+
+
+def _take_joined() -> tuple[str, list[Any]]:
+    """The writes waiting in rows_joined as a prefix of the next statement ("" when none)."""
+    waiting = _joined.get()
+    if not waiting:
+        return "", []
+    prefix = "".join(f"{sql}; " for sql, _ in waiting)
+    params = [p for _, statement_params in waiting for p in statement_params]
+    waiting.clear()
+    return prefix, params
+
+
 def rows_insert(
     rows: Sequence[Model], *, ignore_conflicts: bool = False, returning: str | None = None
 ) -> list[Any]:
@@ -71,7 +130,9 @@ def rows_insert(
             # One row (a writer's own event, the common case) as a plain execute: psycopg's
             # executemany enters pipeline mode and syncs, more work than the single statement.
             if len(values) == 1:
-                cursor.execute(f"{head} VALUES {placeholders}{tail}", values[0])
+                # With the writes waiting in rows_joined, if any: one round trip for all.
+                prefix, waiting_params = _take_joined()
+                cursor.execute(f"{prefix}{head} VALUES {placeholders}{tail}", [*waiting_params, *values[0]])
             else:
                 cursor.executemany(f"{head} VALUES {placeholders}{tail}", values)
             return []

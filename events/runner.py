@@ -26,7 +26,7 @@ from django.utils import timezone
 from events.exceptions import ProjectionFailed, StoreUnavailable
 from events.models import Checkpoint, Event, ProjectionRun
 from events.projections import Projection, projection_get, projection_names
-from events.rows import rows_from_cursor, rows_update
+from events.rows import rows_from_cursor, rows_joined, rows_update
 from events.selectors import events_after, head_position
 from events.services import append_hooks_register, store_errors
 from events.types import StoredEvent
@@ -282,10 +282,10 @@ def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -
 
     Round trips (issue 14): the checkpoints are claimed and moved in one statement, before
     the views are written (an UPDATE ... RETURNING whose row locks are the SKIP LOCKED claim),
-    and the common case pays one savepoint for all views, never released (COMMIT releases
-    it; a RELEASE would be one more round trip for nothing). Only a failure rolls back to it,
-    retries the projections one by one under savepoints of their own, and writes the
-    checkpoints again: a failed one back to `head_before`, with its failure.
+    and the common case pays one savepoint for all views, set in the claim's round trip and
+    never released (COMMIT releases it; a RELEASE would be one more round trip for nothing).
+    Only a failure rolls back to it, retries the projections one by one under savepoints of
+    their own, and writes the checkpoints again: a failed one back to `head_before`, with its failure.
     """
     if not read_your_writes_enabled():
         return False
@@ -295,12 +295,12 @@ def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -
     checkpoints = _checkpoints_claim(names, head_before=head_before, position=events[-1].position)
     if not checkpoints:
         return False
-    # A savepoint by hand, not atomic(): atomic() would RELEASE it on success. Nothing the
-    # views do registers on_commit work that a rollback to it would have to discard.
-    savepoint = transaction.savepoint()
     try:
-        for checkpoint in checkpoints:
-            _apply_handled(checkpoint, events)
+        # rows_joined: a view's write that returns nothing goes with the next view's
+        # statement (the current row's UPDATE with the revision's INSERT), one round trip.
+        with rows_joined():
+            for checkpoint in checkpoints:
+                _apply_handled(checkpoint, events)
     except _DB_LOST:
         raise
     except Exception:
@@ -309,7 +309,8 @@ def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -
             events[0].position,
             events[-1].position,
         )
-        transaction.savepoint_rollback(savepoint)
+        with connection.cursor() as cursor:
+            cursor.execute(connection.ops.savepoint_rollback_sql(_VIEWS_SAVEPOINT))
         for checkpoint in checkpoints:
             try:
                 with transaction.atomic():
@@ -331,25 +332,46 @@ def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -
     return len(checkpoints) == len(names)
 
 
+# The savepoint the inline views roll back to when one of them fails (see _checkpoints_claim).
+# One name for all: a second append in the same transaction sets it again, and ROLLBACK TO
+# goes back to the newest savepoint of that name, this append's.
+_VIEWS_SAVEPOINT = "inline_views"
+
+
 def _checkpoints_claim(names: list[str], *, head_before: int, position: int) -> list[Checkpoint]:
     """Move the live checkpoints of `names` that stand at `head_before` to `position` and
-    return them (their failures cleared): one statement, on the append's hot path.
+    return them (their failures cleared), then set the views' savepoint: on PostgreSQL one
+    round trip, on the append's hot path.
 
     SKIP LOCKED in the subquery: a checkpoint a runner holds is left to it (see
     projections_apply_appended); the UPDATE's row locks then keep it ours until COMMIT.
+    The savepoint comes after the UPDATE, so a rollback to it keeps the checkpoints claimed
+    (and their row locks). It is set by hand, not with atomic(), which would RELEASE it on
+    success, a round trip for nothing (COMMIT releases it); nothing the views do registers
+    on_commit work that a rollback to it would have to discard. On PostgreSQL both go as one
+    multi-statement query (the simple query protocol of psycopg's client-side cursor):
+    the SAVEPOINT runs only if the UPDATE succeeded, as two round trips would.
     """
     table = connection.ops.quote_name(Checkpoint._meta.db_table)
     lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     updated_at = Checkpoint._meta.get_field("updated_at").get_db_prep_save(timezone.now(), connection)
+    claim = (
+        f"UPDATE {table} SET position = %s, updated_at = %s,"  # noqa: S608 - no input in it
+        " failed_position = NULL, failed_error = '', failed_at = NULL"
+        f" WHERE id IN (SELECT id FROM {table} WHERE is_live AND position = %s"
+        f" AND projection IN ({', '.join(['%s'] * len(names))}){lock}) RETURNING *"
+    )
+    params = [position, updated_at, head_before, *names]
+    savepoint = connection.ops.savepoint_create_sql(_VIEWS_SAVEPOINT)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET position = %s, updated_at = %s,"  # noqa: S608 - no input in it
-            " failed_position = NULL, failed_error = '', failed_at = NULL"
-            f" WHERE id IN (SELECT id FROM {table} WHERE is_live AND position = %s"
-            f" AND projection IN ({', '.join(['%s'] * len(names))}){lock}) RETURNING *",
-            [position, updated_at, head_before, *names],
-        )
-        return rows_from_cursor(Checkpoint, cursor)
+        if connection.vendor == "postgresql":
+            cursor.execute(f"{claim}; {savepoint}", params)
+            return rows_from_cursor(Checkpoint, cursor)  # the UPDATE's rows: the first result
+        cursor.execute(claim, params)
+        claimed = rows_from_cursor(Checkpoint, cursor)
+        if claimed:
+            cursor.execute(savepoint)
+        return claimed
 
 
 def _apply_handled(checkpoint: Checkpoint, events: list[StoredEvent]) -> None:

@@ -97,18 +97,33 @@ def stream_last_and_version(*, stream_id: uuid.UUID, types: frozenset[str]) -> t
         )
         # rows_from_cursor, not Event.objects.raw(): RawQuerySet's setup cost more than the query.
         newest = next(iter(rows_from_cursor(Event, cursor)), None)
-        if newest is None:
-            return None, 0
-        if newest.type in types:
-            return stored_event_from_row(newest), newest.stream_version
-        kinds = sorted(types)
+    return stream_last_from_newest(newest, types=types)
+
+
+def stream_last_from_newest(newest: Event | None, *, types: frozenset[str]) -> tuple[StoredEvent | None, int]:
+    """stream_last_and_version from the stream's newest row (None: no such stream), read already."""
+    if newest is None:
+        return None, 0
+    if newest.type in types:
+        return stored_event_from_row(newest), newest.stream_version
+    version = newest.stream_version
+    return stream_last_below(stream_id=newest.stream_id, version=version, types=types), version
+
+
+def stream_last_below(*, stream_id: uuid.UUID, version: int, types: frozenset[str]) -> StoredEvent | None:
+    """The newest event of one of `types` in the stream below `version` (stream_last_and_version's
+    second query, for a stream whose newest event is of another type)."""
+    table = connection.ops.quote_name(Event._meta.db_table)
+    key = Event._meta.get_field("stream_id").get_db_prep_value(stream_id, connection)
+    kinds = sorted(types)
+    with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT * FROM {table} WHERE stream_id = %s AND stream_version < %s"  # noqa: S608 - no input in it
             f" AND type IN ({', '.join(['%s'] * len(kinds))}) ORDER BY stream_version DESC LIMIT 1",
-            [key, newest.stream_version, *kinds],
+            [key, version, *kinds],
         )
         row = next(iter(rows_from_cursor(Event, cursor)), None)
-    return (stored_event_from_row(row) if row else None), newest.stream_version
+    return stored_event_from_row(row) if row else None
 
 
 def stream_of_types(*, stream_id: uuid.UUID, types: frozenset[str]) -> list[StoredEvent]:

@@ -27,8 +27,8 @@ from events.exceptions import (
     StoreUnavailable,
 )
 from events.models import Event
-from events.rows import rows_insert
-from events.selectors import stored_event_from_row
+from events.rows import rows_from_cursor, rows_insert
+from events.selectors import stored_event_from_row, stream_last_and_version, stream_last_from_newest
 from events.types import NewEvent, StoredEvent
 
 logger = logging.getLogger(__name__)
@@ -122,16 +122,95 @@ def append_lock() -> dt.datetime:
         raise RuntimeError("append_lock() must be called inside transaction.atomic()")
     with store_errors(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            timeout_ms = str(int(settings.APPEND_LOCK_TIMEOUT_SECONDS * 1000))
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s + 0 * length(set_config('lock_timeout', %s, true))),"
-                " clock_timestamp()",
-                [APPEND_LOCK_KEY, timeout_ms],
-            )
+            cursor.execute(*_lock_statement())
             return cursor.fetchone()[1]
         # SQLite: the IMMEDIATE transaction (settings) already holds the single write lock.
         cursor.execute("SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")
         return dt.datetime.fromisoformat(cursor.fetchone()[0]).replace(tzinfo=dt.UTC)
+
+
+def _lock_statement() -> tuple[str, list[Any]]:
+    """PostgreSQL's append lock statement (append_lock's docstring): the lock, then the clock."""
+    timeout_ms = str(int(settings.APPEND_LOCK_TIMEOUT_SECONDS * 1000))
+    return (
+        "SELECT pg_advisory_xact_lock(%s + 0 * length(set_config('lock_timeout', %s, true))),"
+        " clock_timestamp()",
+        [APPEND_LOCK_KEY, timeout_ms],
+    )
+
+
+@dataclass(frozen=True)
+class LockedRead:
+    """One whole SELECT of another app's table, sent in the round trip of append_lock_and_head;
+    built by the module that owns that table (its SQL stays there), its rows returned as tuples."""
+
+    sql: str
+    params: Sequence[Any]
+
+
+@dataclass(frozen=True)
+class LockedHead:
+    """What append_lock_and_head read once the lock was taken."""
+
+    locked_at: dt.datetime  # what append_lock() returns: the append joins this transaction
+    last: StoredEvent | None  # the stream's newest event of the asked types
+    version: int  # the stream's version (0: no such stream)
+    rows: list[tuple[Any, ...]]  # the LockedRead's rows
+
+
+def append_lock_and_head(
+    *, stream_id: uuid.UUID, types: frozenset[str], also: LockedRead | None = None
+) -> LockedHead:
+    """append_lock(), then the stream's newest event of `types`, its version, and `also`'s rows:
+    on PostgreSQL in one round trip instead of three (issue 14: each cost a write 0.3-0.8 ms,
+    under the lock every other writer waits on).
+
+    The statements go as one multi-statement query (psycopg's client-side cursor uses the
+    simple query protocol), never with the lock in the same statement as the reads: a
+    statement's snapshot is taken when it starts, so a read in the lock's own statement would
+    see the log as it was before the wait, without the events of the writer it waited for,
+    and the service would decide on a stale head. Each statement of a multi-statement query
+    takes its own snapshot when it starts (READ COMMITTED), and the server starts the reads
+    only once the lock statement returned: what they see includes every append committed
+    before the lock was ours, exactly as separate round trips would.
+    An error in any of them (the lock's timeout: StoreBusy) ends the query there.
+    """
+    if connection.vendor != "postgresql":
+        locked_at = append_lock()
+        last, version = stream_last_and_version(stream_id=stream_id, types=types)
+        rows: list[tuple[Any, ...]] = []
+        if also is not None:
+            with store_errors(), connection.cursor() as cursor:
+                cursor.execute(also.sql, list(also.params))
+                rows = list(cursor.fetchall())
+        return LockedHead(locked_at=locked_at, last=last, version=version, rows=rows)
+    if not connection.in_atomic_block:
+        raise RuntimeError("append_lock_and_head() must be called inside transaction.atomic()")
+    lock_sql, lock_params = _lock_statement()
+    table = connection.ops.quote_name(Event._meta.db_table)
+    key = Event._meta.get_field("stream_id").get_db_prep_value(stream_id, connection)
+    # The newest event by the (stream_id, stream_version) key: see stream_last_and_version.
+    statements = [
+        lock_sql,
+        f"SELECT * FROM {table} WHERE stream_id = %s ORDER BY stream_version DESC LIMIT 1",  # noqa: S608 - no input in it
+    ]
+    params: list[Any] = [*lock_params, key]
+    if also is not None:
+        statements.append(also.sql)
+        params += also.params
+    with store_errors(), connection.cursor() as cursor:
+        cursor.execute("; ".join(statements), params)
+        locked_at = cursor.fetchone()[1]
+        cursor.nextset()
+        newest = next(iter(rows_from_cursor(Event, cursor)), None)
+        if also is not None:
+            cursor.nextset()
+            rows = list(cursor.fetchall())
+        else:
+            rows = []
+    # One more query when the newest event is of another type (a label move, an archive).
+    last, version = stream_last_from_newest(newest, types=types)
+    return LockedHead(locked_at=locked_at, last=last, version=version, rows=rows)
 
 
 def _reject_nul(value: Any, where: str) -> None:

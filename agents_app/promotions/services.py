@@ -169,11 +169,11 @@ def promotion_request(
         raise PolicyInvalid(f"label {message}", field="label")
     metadata = context.metadata()
     with transaction.atomic():
-        locked_at = append_lock()
+        append_lock()
         policy = _policy(label)
         if policy is None:
             raise PromotionProblem(f"label {label!r} is not protected: move it directly")
-        state = _load(agent_id, locked_at=locked_at)
+        state = _load(agent_id)  # takes the (re-entrant) lock again, with its reads
         if state.archived:
             raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
         if not 1 <= revision <= state.revision:
@@ -232,14 +232,14 @@ def promotion_approve(*, request_id: uuid.UUID, comment: Any, context: ChangeCon
     comment = _comment(comment, required=True)
     metadata = context.metadata()
     with transaction.atomic():
-        locked_at = append_lock()
+        append_lock()
         row = _pending(request_id)
         # Whoever the caller is (superuser, token, session): the actor is the authenticated user.
         if context.actor == row.requested_by:
             raise PromotionForbidden("nobody approves their own request")
         if row.approvals.filter(by=context.actor).exists():
             raise PromotionForbidden(f"{context.actor} already approved this request")
-        state = _load(row.agent_id, locked_at=locked_at)
+        state = _load(row.agent_id)  # takes the (re-entrant) lock again, with its reads
         if state.archived:
             raise AgentArchived(f"agent {state.name!r} is archived; restore it first")
         count = row.approvals.count() + 1
@@ -283,13 +283,13 @@ def _finish(
 ) -> PromotionRequest:
     metadata = context.metadata()
     with transaction.atomic():
-        locked_at = append_lock()
+        append_lock()
         row = _pending(request_id)
         if event_type == types.PROMOTION_WITHDRAWN and context.actor != row.requested_by:
             raise PromotionForbidden("only the requester withdraws a request")
         if event_type == types.PROMOTION_REJECTED and context.actor == row.requested_by:
             raise PromotionForbidden("nobody rejects their own request: withdraw it")
-        state = _load(row.agent_id, locked_at=locked_at)
+        state = _load(row.agent_id)  # takes the (re-entrant) lock again, with its reads
         _append(state, NewEvent(type=event_type, data=_event_data(row, comment)), metadata)
         row.status = status
         row.decided_by = context.actor

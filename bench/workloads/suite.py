@@ -91,7 +91,8 @@ class Bench:
     results: list[Result] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)
     profiles: list[Profile] = field(default_factory=list)
-    queries: dict[str, tuple[float, Counter]] = field(default_factory=dict)
+    # Per system: statements and round trips per revise, and the statements by kind.
+    queries: dict[str, tuple[float, float, Counter]] = field(default_factory=dict)
     w1_handles: dict = field(default_factory=dict)  # system id -> the W1 agent, reused by W4 and W5
     w1_names: dict = field(default_factory=dict)
     w1_revisions: int = 0

@@ -7,10 +7,11 @@ as a real COMMIT does, so the selectors see the write just as a client would.
 
 import datetime as dt
 import threading
+import time
 import uuid
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from agents_app.exceptions import (
     AgentArchived,
@@ -197,8 +198,14 @@ def test_a_revision_takes_the_append_lock_once_and_one_savepoint_for_all_views(
 
     assert change.changed and agent_get(agent_id=agent.agent_id).description == "Counted"
     assert sum("pg_advisory_xact_lock" in sql for sql in statements) == 1
-    assert sum(sql.startswith("SAVEPOINT") for sql in statements) == 1
+    # Some round trips carry several statements (the lock with the head and name reads, the
+    # checkpoint claim with the savepoint): count the statements, not the round trips.
+    each = [statement.strip() for sql in statements for statement in sql.split("; ")]
+    assert sum(statement.startswith("SAVEPOINT") for statement in each) == 1
     assert not any("SET LOCAL" in sql or "RELEASE SAVEPOINT" in sql for sql in statements)
+    # The stream's head and the name claim are read in the lock's round trip (issue 14).
+    (locked,) = [sql for sql in statements if "pg_advisory_xact_lock" in sql]
+    assert "events_event" in locked and "agents_app_agentnameclaim" in locked
 
 
 def test_revising_with_identical_content_stores_nothing(commit, context, agent, make_agent_text):
@@ -828,3 +835,76 @@ def test_an_agent_whose_stream_was_written_without_the_services_can_be_revised_a
             context=context,
         )
     assert [e.stream_version for e in Event.objects.filter(stream_id=agent_id)] == [1, 2, 3, 4]
+
+
+def _waiting_for_the_append_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change", ["revise", "archive"])
+def test_a_writer_queued_on_the_append_lock_reads_the_head_and_claim_the_holder_committed(
+    context, make_agent_text, unique_name, change
+):
+    # The lock, the stream's head and the name claim are one round trip (issue 14): the reads
+    # must see what the lock's holder committed while this writer waited. Had they been read
+    # with the snapshot of before the wait, the revise would conflict with an unseen version,
+    # or (claim read stale) append to an agent archived meanwhile.
+    from events.services import append_lock
+
+    agent = agent_create(content=make_agent_text(unique_name), context=context)
+    locked, done = threading.Event(), threading.Event()
+    outcome: list[object] = [None]
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                append_lock()
+                locked.set()
+                deadline = time.monotonic() + 30
+                while not _waiting_for_the_append_lock() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                if change == "revise":
+                    agent_revise(
+                        agent_id=agent.agent_id,
+                        content=make_agent_text(unique_name, body="By the holder.\n"),
+                        context=context,
+                    )
+                else:
+                    agent_archive(agent_id=agent.agent_id, context=context)
+        finally:
+            connection.close()
+            done.set()
+
+    def waiter() -> None:
+        try:
+            locked.wait(timeout=30)
+            outcome[0] = agent_revise(
+                agent_id=agent.agent_id,
+                content=make_agent_text(unique_name, body="By the waiter.\n"),
+                context=context,
+            )
+        except Exception as exc:
+            outcome[0] = exc
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=holder), threading.Thread(target=waiter)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+
+    assert not any(worker.is_alive() for worker in workers)
+    types = [event.type for event in stream(agent.agent_id)]
+    if change == "revise":
+        assert not isinstance(outcome[0], Exception), outcome[0]
+        assert (outcome[0].revision, outcome[0].stream_version) == (3, 3)
+        assert types == ["agent.created", "agent.revised", "agent.revised"]
+        assert stream(agent.agent_id)[-1].data["content"].endswith("By the waiter.\n")
+    else:
+        assert isinstance(outcome[0], AgentArchived), outcome[0]
+        assert types == ["agent.created", "agent.archived"]

@@ -29,7 +29,23 @@ def test_an_executemany_counts_as_one_statement_per_row():
                 "UPDATE events_checkpoint SET position = position WHERE id = %s", [[1], [2], [3]]
             )
 
-    per_call, kinds = count_queries(work, 2)
+    per_call, round_trips, kinds = count_queries(work, 2)
 
     assert per_call == 4
+    assert round_trips == 2
     assert kinds["UPDATE events_checkpoint"] == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_multi_statement_query_is_one_round_trip_and_counts_each_statement():
+    def work():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 1; UPDATE events_checkpoint SET position = position WHERE id = 0; SAVEPOINT x"
+            )
+
+    per_call, round_trips, kinds = count_queries(work, 2)
+
+    assert (per_call, round_trips) == (3, 1)
+    assert (kinds["SELECT ?"], kinds["UPDATE events_checkpoint"], kinds["SAVEPOINT"]) == (1, 1, 1)

@@ -70,6 +70,48 @@ def test_a_write_a_view_cannot_apply_is_stored_and_answers_503_naming_the_versio
     assert Event.objects.filter(stream_id=created["id"]).count() == 2
 
 
+@pytest.fixture
+def current_write_fails_in_the_database_on_boom(monkeypatch):
+    """The current view's UPDATE fails in the database (not in Python) for content holding BOOM.
+
+    Inside the inline apply that UPDATE waits to go with the revisions view's INSERT
+    (events.rows.rows_joined): the error then comes back with the other view's statement."""
+    import agents_app.projections as projections
+    from events.rows import rows_execute
+
+    def failing(sql, params):
+        if any(isinstance(param, str) and "BOOM" in param for param in params):
+            sql = sql.replace(" WHERE ", " WHERE no_such_column = 1 AND ", 1)
+        rows_execute(sql, params)
+
+    monkeypatch.setattr(projections, "rows_execute", failing)
+    monkeypatch.setattr("events.tasks.projections_catch_up.delay", lambda *args, **kwargs: None)
+
+
+# PostgreSQL: only there do the views' writes share a round trip (elsewhere each goes at once;
+# and SQLite reports an unknown column as an OperationalError, which the runner takes for a
+# lost database).
+@pytest.mark.postgres
+def test_a_view_whose_write_fails_in_the_database_is_the_one_recorded_as_failed(
+    editor_api, created, users, current_write_fails_in_the_database_on_boom
+):
+    body = {"content": agent_text("reviewer", body="BOOM\n"), "reason": "the database refuses it"}
+
+    response = editor_api.put(f"{AGENTS}reviewer/", body, HTTP_IF_MATCH='"1"')
+
+    problem = assert_problem(response, 503, "views-behind")
+    assert problem["stored_version"] == 2
+    assert "agents.current failed on the event at position" in problem["detail"]
+    [stored] = Event.objects.filter(stream_id=created["id"], stream_version=2)
+    assert "BOOM" in revision_get(agent_id=uuid.UUID(created["id"]), revision=2).content
+    status = {
+        row["name"]: row for row in editor_api.as_user(users["staff"]).get(PROJECTIONS).json()["results"]
+    }
+    assert status[CURRENT]["failed_position"] == stored.position
+    assert "no_such_column" in status[CURRENT]["failed_error"]
+    assert status[REVISIONS]["failed_position"] is None and status[REVISIONS]["lag_events"] == 0
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_write_that_cannot_get_the_append_lock_in_time_answers_503_with_retry_after_and_stores_nothing(
