@@ -295,6 +295,10 @@ def projections_apply_appended(events: list[StoredEvent], *, head_before: int) -
     checkpoints = _checkpoints_claim(names, head_before=head_before, position=events[-1].position)
     if not checkpoints:
         return False
+    # In registration order, not the UPDATE's (the table's physical order, which a rebuild's
+    # swap changes): the same order every time, and a view's waiting write (rows_joined) then
+    # always finds the next view's INSERT to go with.
+    checkpoints.sort(key=lambda checkpoint: names.index(checkpoint.projection))
     try:
         # rows_joined: a view's write that returns nothing goes with the next view's
         # statement (the current row's UPDATE with the revision's INSERT), one round trip.

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.db import OperationalError, connection, transaction
 
+import events.runner
 import events.services
 from events.exceptions import StoreBusy, StoreUnavailable
 from events.models import Checkpoint, Event
@@ -78,6 +79,34 @@ def test_an_append_applies_itself_to_every_caught_up_view_in_its_transaction_and
         assert live_checkpoint(toy.name).position == stored[-1].position
         assert toy.count(generation=live_checkpoint(toy.name).generation) == {str(stream): 2}
     assert queued == []
+
+
+def test_the_inline_views_apply_in_registration_order_whatever_order_the_claim_returns(
+    toys, monkeypatch, django_capture_on_commit_callbacks
+):
+    # The claim's UPDATE ... RETURNING gives the rows in the table's physical order, which a
+    # rebuild's swap changes; the runner must not follow it (a view's waiting write,
+    # rows_joined, counts on the next view's statement).
+    for name in projection_names():
+        live_checkpoint(name)
+    claim = events.runner._checkpoints_claim
+    monkeypatch.setattr(events.runner, "_checkpoints_claim", lambda *a, **k: claim(*a, **k)[::-1])
+    applied = []
+    for toy in (toys.tally, toys.fragile):
+        original = toy.apply
+        monkeypatch.setattr(
+            toy,
+            "apply",
+            lambda events, *, generation, o=original, n=toy.name: (
+                applied.append(n),
+                o(events, generation=generation),
+            ),
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        _append(new_stream(), 0, counted())
+
+    assert applied == [name for name in projection_names() if name in {toys.tally.name, toys.fragile.name}]
+    assert len(applied) == 2
 
 
 def test_a_view_behind_is_left_alone_inside_the_append_and_caught_up_by_the_writer_after_commit(
