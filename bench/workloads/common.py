@@ -5,7 +5,7 @@ import secrets
 import statistics
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -112,6 +112,22 @@ def per_call(work: Callable[[], object], *, calls: int, max_seconds: float, min_
         work()
         samples.append(time.perf_counter() - started)
     return statistics.median(samples)
+
+
+def per_call_alternating(
+    works: Sequence[Callable[[], object]], *, calls: int, max_seconds: float, min_calls: int = 3
+) -> list[float]:
+    """per_call of each of `works`, their calls taking turns (a, b, a, b, ...): each median then
+    sees the same load on a shared machine, which two blocks of calls one after the other did
+    not (a ratio of the two is what a depth target compares)."""
+    samples: list[list[float]] = [[] for _ in works]
+    deadline = time.perf_counter() + max_seconds
+    while len(samples[0]) < calls and (len(samples[0]) < min_calls or time.perf_counter() < deadline):
+        for work, taken in zip(works, samples, strict=True):
+            started = time.perf_counter()
+            work()
+            taken.append(time.perf_counter() - started)
+    return [statistics.median(taken) for taken in samples]
 
 
 def analyze() -> None:

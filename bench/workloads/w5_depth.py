@@ -26,7 +26,7 @@ the load run against views of the same size as the log, as they would in service
 import statistics
 
 from bench.workloads import common
-from bench.workloads.common import Result, per_call, timed
+from bench.workloads.common import Result, per_call, per_call_alternating, timed
 from bench.workloads.documents import revisions
 from bench.workloads.suite import Bench, rotated, rounds
 from bench.workloads.systems import Raw, ThisProject
@@ -147,17 +147,22 @@ def depth_costs(bench: Bench, deep_handle, depth: int) -> None:
         (kind, n): [] for kind in ("blame", "revert") for n in (depth, SHALLOW)
     }
     for number, warmup in rounds(bench.sizes.runs):
-        for revision, handle in rotated(agents, number):
-            blame_seconds = per_call(
-                lambda h=handle, n=revision: _blame(h, n),
-                calls=bench.sizes.w5_calls,
-                max_seconds=1.5,
-                min_calls=1,
-            )
-            revert_seconds = per_call(
-                lambda h=handle: revert(h), calls=bench.sizes.w5_calls, max_seconds=1.5, min_calls=1
-            )
-            if not warmup:
+        # The deep and the shallow agent's calls take turns, so that both see the same load.
+        order = rotated(agents, number)
+        blames = per_call_alternating(
+            [lambda h=handle, n=revision: _blame(h, n) for revision, handle in order],
+            calls=bench.sizes.w5_calls,
+            max_seconds=3.0,
+            min_calls=1,
+        )
+        reverts = per_call_alternating(
+            [lambda h=handle: revert(h) for _, handle in order],
+            calls=bench.sizes.w5_calls,
+            max_seconds=3.0,
+            min_calls=1,
+        )
+        if not warmup:
+            for (revision, _), blame_seconds, revert_seconds in zip(order, blames, reverts, strict=True):
                 values[("blame", revision)].append(1000 * blame_seconds)
                 values[("revert", revision)].append(1000 * revert_seconds)
     ratios = []
@@ -182,7 +187,8 @@ def depth_costs(bench: Bench, deep_handle, depth: int) -> None:
         "W5 depth",
         f"Revert to revision 1 (alternately 1 and 2, so that each call stores a revision) and blame of"
         f" the newest revision, on the deep agent ({depth:,} revisions) and on one of {SHALLOW}; median"
-        f" of up to {bench.sizes.w5_calls:,} calls per run. Deep / shallow: {'; '.join(ratios)}"
+        f" of up to {bench.sizes.w5_calls:,} calls per run, the two agents' calls taking turns so that both"
+        " see the same load. Deep / shallow: {'; '.join(ratios)}"
         " (target: within 1.2x). The reverts run after the reads: they add revisions to the deep agent.",
     )
 

@@ -49,3 +49,16 @@ def test_a_multi_statement_query_is_one_round_trip_and_counts_each_statement():
 
     assert (per_call, round_trips) == (3, 1)
     assert (kinds["SELECT ?"], kinds["UPDATE events_checkpoint"], kinds["SAVEPOINT"]) == (1, 1, 1)
+
+
+def test_alternating_calls_take_turns_and_give_each_works_median():
+    from bench.workloads.common import per_call_alternating
+
+    calls = []
+    medians = per_call_alternating(
+        [lambda: calls.append("deep"), lambda: calls.append("shallow")], calls=3, max_seconds=60
+    )
+
+    assert calls == ["deep", "shallow"] * 3
+    assert len(medians) == 2
+    assert all(median >= 0 for median in medians)
