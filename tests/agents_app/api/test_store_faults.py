@@ -35,6 +35,21 @@ def current_refuses_bodies_with_boom(monkeypatch):
     monkeypatch.setattr("events.tasks.projections_catch_up.delay", lambda *args, **kwargs: None)
 
 
+def assert_current_alone_failed(response, staff_api, created: dict, error: str) -> None:
+    """The write answered 503 naming its stored version 2; the current view recorded the failure
+    (the event and `error`); the revisions view applied the event."""
+    problem = assert_problem(response, 503, "views-behind")
+    assert problem["stored_version"] == 2
+    assert response["Retry-After"]
+    assert "agents.current failed on the event at position" in problem["detail"]
+    [stored] = Event.objects.filter(stream_id=created["id"], stream_version=2)
+    assert "BOOM" in revision_get(agent_id=uuid.UUID(created["id"]), revision=2).content
+    status = {row["name"]: row for row in staff_api.get(PROJECTIONS).json()["results"]}
+    assert status[CURRENT]["failed_position"] == stored.position
+    assert error in status[CURRENT]["failed_error"]
+    assert status[REVISIONS]["failed_position"] is None and status[REVISIONS]["lag_events"] == 0
+
+
 @pytest.mark.parametrize("idempotency_key", [None, "revise-with-boom-1"])
 def test_a_write_a_view_cannot_apply_is_stored_and_answers_503_naming_the_version_and_the_failure(
     editor_api, created, users, current_refuses_bodies_with_boom, idempotency_key
@@ -46,19 +61,9 @@ def test_a_write_a_view_cannot_apply_is_stored_and_answers_503_naming_the_versio
 
     response = editor_api.put(f"{AGENTS}reviewer/", body, **headers)
 
-    problem = assert_problem(response, 503, "views-behind")
-    assert problem["stored_version"] == 2
-    assert response["Retry-After"]
-    assert "agents.current failed on the event at position" in problem["detail"]
-    [stored] = Event.objects.filter(stream_id=created["id"], stream_version=2)
-    # The other view has the revision; the failing one names the event and the error.
-    assert "BOOM" in revision_get(agent_id=uuid.UUID(created["id"]), revision=2).content
-    status = {
-        row["name"]: row for row in editor_api.as_user(users["staff"]).get(PROJECTIONS).json()["results"]
-    }
-    assert status[CURRENT]["failed_position"] == stored.position
-    assert "the current view cannot parse BOOM" in status[CURRENT]["failed_error"]
-    assert status[REVISIONS]["failed_position"] is None and status[REVISIONS]["lag_events"] == 0
+    assert_current_alone_failed(
+        response, editor_api.as_user(users["staff"]), created, "the current view cannot parse BOOM"
+    )
 
     # A retry stores nothing new: with the key it gets the same answer, with If-Match a 412.
     retry = editor_api.as_user(users["editor"]).put(f"{AGENTS}reviewer/", body, **headers)
@@ -99,17 +104,7 @@ def test_a_view_whose_write_fails_in_the_database_is_the_one_recorded_as_failed(
 
     response = editor_api.put(f"{AGENTS}reviewer/", body, HTTP_IF_MATCH='"1"')
 
-    problem = assert_problem(response, 503, "views-behind")
-    assert problem["stored_version"] == 2
-    assert "agents.current failed on the event at position" in problem["detail"]
-    [stored] = Event.objects.filter(stream_id=created["id"], stream_version=2)
-    assert "BOOM" in revision_get(agent_id=uuid.UUID(created["id"]), revision=2).content
-    status = {
-        row["name"]: row for row in editor_api.as_user(users["staff"]).get(PROJECTIONS).json()["results"]
-    }
-    assert status[CURRENT]["failed_position"] == stored.position
-    assert "no_such_column" in status[CURRENT]["failed_error"]
-    assert status[REVISIONS]["failed_position"] is None and status[REVISIONS]["lag_events"] == 0
+    assert_current_alone_failed(response, editor_api.as_user(users["staff"]), created, "no_such_column")
 
 
 @pytest.mark.postgres
