@@ -379,8 +379,9 @@ DIFF_PAIR = _diff_statement()
 
 
 def _side_params(ref: str | None) -> list[Any] | None:
-    """The five parameters of _SIDE for a reference; None for a timestamp (not answered here)."""
-    target = None if ref is None else parse_ref(ref)
+    """The five parameters of _SIDE for a reference; None for a timestamp (not answered here).
+    No reference or an empty one is the default, as revision_pair takes it."""
+    target = parse_ref(ref) if ref else None
     if isinstance(target, dt.datetime):
         return None
     number = target if isinstance(target, int) else None

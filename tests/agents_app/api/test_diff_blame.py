@@ -219,7 +219,7 @@ def test_the_diff_reads_the_agent_and_both_revisions_in_one_statement(editor_api
 @pytest.mark.parametrize(
     ("from_ref", "to_ref"),
     [("1", "4"), (None, None), (None, "3"), ("latest", None), ("production", None), ("4", "production"),
-     ("2", "latest"), ("1", "1")],
+     ("2", "latest"), ("1", "1"), ("", ""), ("", "3")],
 )  # fmt: skip
 def test_the_one_statement_read_answers_as_agent_get_and_revision_pair(api, users, history, from_ref, to_ref):
     api.as_user(users["publisher"]).put("/api/v1/agents/reviewer/labels/production/", {"revision": 2})
