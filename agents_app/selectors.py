@@ -18,6 +18,7 @@ from agents_app.models import AgentCurrent, AgentRevision
 from agents_app.projections import CURRENT, REVISIONS
 from agents_app.provenance import provenance_from_metadata
 from events.models import Checkpoint, Event
+from events.rows import rows_from_cursor
 from events.selectors import stream_headers, stream_of_types, stream_page
 from events.timefmt import iso_from_json
 from events.types import StoredEvent
@@ -290,13 +291,13 @@ def revision_attributions(*, agent_id: uuid.UUID, revisions: list[int]) -> dict[
         if isinstance(found, str):
             found = json.loads(found)
         return {
-            revision: {
-                "revision": revision,
-                "actor": actor,
-                "occurred_at": iso_from_json(occurred_at),
-                "recorded_at": iso_from_json(recorded_at),
-                "reason": reason,
-            }
+            revision: attribution(
+                revision=revision,
+                actor=actor,
+                occurred_at=iso_from_json(occurred_at),
+                recorded_at=iso_from_json(recorded_at),
+                reason=reason,
+            )
             for revision, actor, occurred_at, recorded_at, reason in found or ()
         }
     columns = ("revision", "actor", "occurred_at", "recorded_at", "reason")
@@ -338,7 +339,7 @@ def revision_pair(
 # PostgreSQL only; it answers the successful case, and anything else (no such agent, a
 # timestamp reference, a label or revision the agent does not have) goes the general way,
 # which says why.
-# In the model's field order: Model.from_db takes a subset of the fields in that order.
+# In the model's field order, as rows_from_cursor needs for a subset of the columns.
 _DIFF_FIELDS = [
     field
     for field in AgentRevision._meta.concrete_fields
@@ -402,24 +403,11 @@ def revision_pair_by_name(
         return None
     with connection.cursor() as cursor:
         cursor.execute(DIFF_PAIR, [CURRENT, name, *sides[1], *sides[0], REVISIONS])
-        rows = cursor.fetchall()
-    if len(rows) != 2 or any(
-        row[1] is None or row[1 + DIFF_COLUMNS.index("revision")] > row[0] for row in rows
-    ):
+        rows = rows_from_cursor(AgentRevision, cursor)
+    # The agent's latest revision comes as the attribute `latest` (the statement's first column).
+    if len(rows) != 2 or any(row.id is None or row.revision > row.latest for row in rows):  # type: ignore[attr-defined]
         return None
-    attnames = [field.attname for field in _DIFF_FIELDS]
-    old, new = (
-        AgentRevision.from_db(
-            connection.alias,
-            attnames,
-            [
-                field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
-                for field, value in zip(_DIFF_FIELDS, row[1:], strict=True)
-            ],
-        )
-        for row in rows
-    )
-    return old, new
+    return rows[0], rows[1]
 
 
 # The columns the lists return: never `content`, `body` or `frontmatter` (up to 256 KiB each,

@@ -243,7 +243,8 @@ def rows_from_cursor(model: type[M], cursor) -> list[M]:
     annotation handling), which cost more than the query on the write path (issue 14's
     profile). Each column named like a concrete field goes through that field's database
     converters (JSON text to values, SQLite's UUID and datetime text...), as the ORM's reads
-    do; the statement must return every concrete column (SELECT *, RETURNING *); any other
+    do; the statement returns every concrete column (SELECT *, RETURNING *), or some of them
+    in the model's field order (Model.from_db's rule; the others are deferred); any other
     column becomes an attribute as it is.
     """
     db = _db()

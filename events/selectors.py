@@ -88,16 +88,20 @@ def stream_last_and_version(*, stream_id: uuid.UUID, types: frozenset[str]) -> t
     of 11,000 events (issue 14), growing with the log. Otherwise a second query searches
     below that version.
     """
-    table = connection.ops.quote_name(Event._meta.db_table)
-    key = Event._meta.get_field("stream_id").get_db_prep_value(stream_id, connection)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT * FROM {table} WHERE stream_id = %s ORDER BY stream_version DESC LIMIT 1",  # noqa: S608 - no input in it
-            [key],
-        )
+        cursor.execute(*stream_newest_statement(stream_id=stream_id))
         # rows_from_cursor, not Event.objects.raw(): RawQuerySet's setup cost more than the query.
         newest = next(iter(rows_from_cursor(Event, cursor)), None)
     return stream_last_from_newest(newest, types=types)
+
+
+def stream_newest_statement(*, stream_id: uuid.UUID) -> tuple[str, list[Any]]:
+    """The statement and parameters reading a stream's newest row by the (stream_id,
+    stream_version) key (stream_last_and_version's first query; the append lock's round trip
+    sends it too)."""
+    table = connection.ops.quote_name(Event._meta.db_table)
+    key = Event._meta.get_field("stream_id").get_db_prep_value(stream_id, connection)
+    return f"SELECT * FROM {table} WHERE stream_id = %s ORDER BY stream_version DESC LIMIT 1", [key]  # noqa: S608 - no input in it
 
 
 def stream_last_from_newest(newest: Event | None, *, types: frozenset[str]) -> tuple[StoredEvent | None, int]:

@@ -28,7 +28,12 @@ from events.exceptions import (
 )
 from events.models import Event
 from events.rows import rows_from_cursor, rows_insert
-from events.selectors import stored_event_from_row, stream_last_and_version, stream_last_from_newest
+from events.selectors import (
+    stored_event_from_row,
+    stream_last_and_version,
+    stream_last_from_newest,
+    stream_newest_statement,
+)
 from events.types import NewEvent, StoredEvent
 
 logger = logging.getLogger(__name__)
@@ -187,14 +192,10 @@ def append_lock_and_head(
     if not connection.in_atomic_block:
         raise RuntimeError("append_lock_and_head() must be called inside transaction.atomic()")
     lock_sql, lock_params = _lock_statement()
-    table = connection.ops.quote_name(Event._meta.db_table)
-    key = Event._meta.get_field("stream_id").get_db_prep_value(stream_id, connection)
     # The newest event by the (stream_id, stream_version) key: see stream_last_and_version.
-    statements = [
-        lock_sql,
-        f"SELECT * FROM {table} WHERE stream_id = %s ORDER BY stream_version DESC LIMIT 1",  # noqa: S608 - no input in it
-    ]
-    params: list[Any] = [*lock_params, key]
+    newest_sql, newest_params = stream_newest_statement(stream_id=stream_id)
+    statements = [lock_sql, newest_sql]
+    params: list[Any] = [*lock_params, *newest_params]
     if also is not None:
         statements.append(also.sql)
         params += also.params
